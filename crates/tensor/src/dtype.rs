@@ -33,11 +33,13 @@ pub enum DType {
     F8E8M0 = 24,
     U2 = 25,
     I2 = 26,
+    F6E2M3 = 27,
+    F6E3M2 = 28,
 }
 
 impl DType {
     /// Every element type, in code order.
-    pub const ALL: [DType; 26] = [
+    pub const ALL: [DType; 28] = [
         DType::F32,
         DType::U8,
         DType::I8,
@@ -64,6 +66,8 @@ impl DType {
         DType::F8E8M0,
         DType::U2,
         DType::I2,
+        DType::F6E2M3,
+        DType::F6E3M2,
     ];
 
     /// The type for an ONNX `DataType` code; `None` for 0 (UNDEFINED) and unknown codes.
@@ -105,6 +109,8 @@ impl DType {
             DType::F8E8M0 => "FLOAT8E8M0",
             DType::U2 => "UINT2",
             DType::I2 => "INT2",
+            DType::F6E2M3 => "FLOAT6E2M3",
+            DType::F6E3M2 => "FLOAT6E3M2",
         }
     }
 
@@ -137,6 +143,8 @@ impl DType {
             DType::F8E8M0 => "f8e8m0",
             DType::U2 => "u2",
             DType::I2 => "i2",
+            DType::F6E2M3 => "f6e2m3",
+            DType::F6E3M2 => "f6e3m2",
         }
     }
 
@@ -156,6 +164,7 @@ impl DType {
             DType::Complex128 => 128,
             DType::U4 | DType::I4 | DType::F4E2M1 => 4,
             DType::U2 | DType::I2 => 2,
+            DType::F6E2M3 | DType::F6E3M2 => 6,
         })
     }
 
@@ -178,6 +187,8 @@ impl DType {
                 | DType::F8E5M2FNUZ
                 | DType::F4E2M1
                 | DType::F8E8M0
+                | DType::F6E2M3
+                | DType::F6E3M2
         )
     }
 
@@ -232,7 +243,7 @@ mod tests {
             assert_eq!(DType::from_code(d.code()), Some(d));
         }
         assert_eq!(DType::from_code(0), None);
-        assert_eq!(DType::from_code(27), None);
+        assert_eq!(DType::from_code(29), None);
         assert_eq!(DType::from_code(-1), None);
     }
 

@@ -151,7 +151,7 @@ pub fn compute_scale_zp(rmin: f32, rmax: f32, scheme: QScheme) -> ScaleZp {
         rmax = a;
     }
     let scale = ((rmax - rmin) / (qmax - qmin) as f64) as f32;
-    if !(scale >= f32::MIN_POSITIVE) {
+    if scale.is_nan() || scale < f32::MIN_POSITIVE {
         return ScaleZp { scale: 1.0, zero_point: 0 };
     }
     let zero_point = if scheme.symmetric {

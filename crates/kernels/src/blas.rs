@@ -1,0 +1,307 @@
+//! The one safe wrapper around `matrixmultiply::sgemm` (bounds-checked strides), plus a rayon-parallel
+//! variant that splits the output into disjoint row or column tiles. This is the only `unsafe` outside
+//! SIMD code: matrixmultiply's API takes raw pointers.
+
+use crate::util::PAR_MIN_FLOPS;
+use rayon::prelude::*;
+
+/// A strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    pub(crate) fn row_major(data: &'a [f32], cols: usize) -> Self {
+        Mat {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+    /// The view of a row-major `[cols, rows]` buffer as its transpose `[rows, cols]`.
+    pub(crate) fn transposed(data: &'a [f32], stored_cols: usize) -> Self {
+        Mat {
+            data,
+            rs: 1,
+            cs: stored_cols,
+        }
+    }
+}
+
+fn max_index(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    (rows - 1) * rs + (cols - 1) * cs
+}
+
+/// `C = alpha * A * B + beta * C` with `A: m x k`, `B: k x n`, `C: m x n` row-major with row stride
+/// `ldc` (`beta == 0` means C is not read). Panics only on an internal bug (out-of-bounds view).
+pub(crate) fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        max_index(m, n, ldc, 1) < c.len(),
+        "sgemm: C view out of bounds"
+    );
+    if k == 0 {
+        for i in 0..m {
+            for v in &mut c[i * ldc..i * ldc + n] {
+                *v = if beta == 0.0 { 0.0 } else { beta * *v };
+            }
+        }
+        return;
+    }
+    assert!(
+        max_index(m, k, a.rs, a.cs) < a.data.len(),
+        "sgemm: A view out of bounds"
+    );
+    assert!(
+        max_index(k, n, b.rs, b.cs) < b.data.len(),
+        "sgemm: B view out of bounds"
+    );
+    // SAFETY: the three asserts above prove every element the views address is inside its slice; C is
+    // a unique borrow so it does not alias A or B; all strides fit isize because they index slices.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        )
+    }
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint column ranges of one C buffer to rayon tasks (see `par_sgemm`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; the pointer itself is only read.
+unsafe impl Sync for SendPtr {}
+
+/// [`sgemm`], split over rayon tasks along the larger of M and N when the problem is big enough.
+pub(crate) fn par_sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let threads = rayon::current_num_threads();
+    let flops = m.saturating_mul(n).saturating_mul(k.max(1));
+    if threads <= 1 || flops < 4 * PAR_MIN_FLOPS || m == 0 || n == 0 {
+        return sgemm(m, k, n, alpha, a, b, beta, c, ldc);
+    }
+    // Tiles are multiples of 16 (a multiple of matrixmultiply's register blocks).
+    let tiles = |len: usize| -> usize { (len.div_ceil(threads * 2)).div_ceil(16) * 16 };
+    if m >= n || n < 64 {
+        let rows = tiles(m);
+        if rows >= m {
+            return sgemm(m, k, n, alpha, a, b, beta, c, ldc);
+        }
+        assert!(
+            max_index(m, n, ldc, 1) < c.len(),
+            "par_sgemm: C view out of bounds"
+        );
+        c.par_chunks_mut(rows * ldc)
+            .enumerate()
+            .for_each(|(t, ct)| {
+                let r0 = t * rows;
+                let mr = rows.min(m - r0);
+                let at = Mat {
+                    data: &a.data[r0 * a.rs..],
+                    rs: a.rs,
+                    cs: a.cs,
+                };
+                sgemm(mr, k, n, alpha, at, b, beta, ct, ldc);
+            });
+    } else {
+        let cols = tiles(n);
+        if cols >= n {
+            return sgemm(m, k, n, alpha, a, b, beta, c, ldc);
+        }
+        assert!(
+            max_index(m, n, ldc, 1) < c.len(),
+            "par_sgemm: C view out of bounds"
+        );
+        if k > 0 {
+            assert!(
+                max_index(m, k, a.rs, a.cs) < a.data.len(),
+                "par_sgemm: A view out of bounds"
+            );
+            assert!(
+                max_index(k, n, b.rs, b.cs) < b.data.len(),
+                "par_sgemm: B view out of bounds"
+            );
+        }
+        let cptr = SendPtr(c.as_mut_ptr());
+        let cptr = &cptr;
+        (0..n.div_ceil(cols)).into_par_iter().for_each(|t| {
+            let j0 = t * cols;
+            let nc = cols.min(n - j0);
+            // SAFETY: C was checked to hold the full m x n view with row stride ldc and is borrowed
+            // uniquely for this call; tasks write disjoint column ranges [j0, j0 + nc), so no element
+            // is written by two tasks, and `c` outlives the parallel loop.
+            unsafe {
+                let c0 = cptr.0.add(j0);
+                if k == 0 {
+                    for i in 0..m {
+                        for j in 0..nc {
+                            let p = c0.add(i * ldc + j);
+                            *p = if beta == 0.0 { 0.0 } else { beta * *p };
+                        }
+                    }
+                } else {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        nc,
+                        alpha,
+                        a.data.as_ptr(),
+                        a.rs as isize,
+                        a.cs as isize,
+                        b.data.as_ptr().add(j0 * b.cs),
+                        b.rs as isize,
+                        b.cs as isize,
+                        beta,
+                        c0,
+                        ldc as isize,
+                        1,
+                    );
+                }
+            }
+        });
+    }
+}
+
+/// Columns `[j0, j0 + n)` of a row-major C (`m` rows, row stride `ldc`), handed to one task of
+/// [`for_col_tiles`]; tiles of one call never overlap.
+pub(crate) struct ColTile {
+    ptr: *mut f32,
+    m: usize,
+    n: usize,
+    ldc: usize,
+}
+
+// SAFETY: a ColTile is the exclusive handle to its column range of a buffer that is uniquely
+// borrowed by `for_col_tiles` for the whole parallel loop; no two tiles share an element.
+unsafe impl Send for ColTile {}
+
+impl ColTile {
+    /// `tile = alpha * A [m, k] x B [k, n] + beta * tile` (`beta == 0`: tile not read).
+    pub(crate) fn sgemm(&mut self, k: usize, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32) {
+        let (m, n) = (self.m, self.n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            for i in 0..m {
+                for j in 0..n {
+                    // SAFETY: (i, j) is inside this tile, which `for_col_tiles` bounds-checked.
+                    unsafe {
+                        let p = self.ptr.add(i * self.ldc + j);
+                        *p = if beta == 0.0 { 0.0 } else { beta * *p };
+                    }
+                }
+            }
+            return;
+        }
+        assert!(
+            max_index(m, k, a.rs, a.cs) < a.data.len(),
+            "ColTile::sgemm: A view out of bounds"
+        );
+        assert!(
+            max_index(k, n, b.rs, b.cs) < b.data.len(),
+            "ColTile::sgemm: B view out of bounds"
+        );
+        // SAFETY: A and B views are bounds-checked above; the C view (m rows of n columns at row
+        // stride ldc from ptr) lies inside the buffer given to `for_col_tiles` (checked there) and
+        // belongs to this tile alone.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.data.as_ptr(),
+                a.rs as isize,
+                a.cs as isize,
+                b.data.as_ptr(),
+                b.rs as isize,
+                b.cs as isize,
+                beta,
+                self.ptr,
+                self.ldc as isize,
+                1,
+            )
+        }
+    }
+}
+
+/// Splits the `n` columns of C (`m` rows, row stride `ldc`) into tiles of `tile` columns and calls
+/// `f(j0, j1, tile)` for each, in parallel over rayon when `par`.
+pub(crate) fn for_col_tiles(
+    c: &mut [f32],
+    m: usize,
+    n: usize,
+    ldc: usize,
+    tile: usize,
+    par: bool,
+    f: impl Fn(usize, usize, &mut ColTile) + Sync + Send,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        tile > 0 && max_index(m, n, ldc, 1) < c.len(),
+        "for_col_tiles: C view out of bounds"
+    );
+    let base = SendPtr(c.as_mut_ptr());
+    let base = &base;
+    let run = |t: usize| {
+        let j0 = t * tile;
+        let j1 = (j0 + tile).min(n);
+        // SAFETY: j0 < n, so the offset stays inside `c` (checked above).
+        let ptr = unsafe { base.0.add(j0) };
+        f(
+            j0,
+            j1,
+            &mut ColTile {
+                ptr,
+                m,
+                n: j1 - j0,
+                ldc,
+            },
+        );
+    };
+    let tiles = n.div_ceil(tile);
+    if par && tiles > 1 {
+        (0..tiles).into_par_iter().for_each(run);
+    } else {
+        (0..tiles).for_each(run);
+    }
+}

@@ -1,0 +1,666 @@
+//! ONNX `Conv` in f32 for 1-d, 2-d, 3-d (any N-d) spatial inputs: im2col + sgemm, a pointwise path that
+//! skips im2col, and a direct kernel for 2-d depthwise convolution (one input channel per group).
+//!
+//! Layouts: input `[N, C, D1, ..., Dn]`, weight `[M, C / group, k1, ..., kn]`, optional bias `[M]`,
+//! output `[N, M, O1, ..., On]`, all flat row-major `f32` slices; pads are already resolved (see
+//! [`crate::resolve_auto_pad`]). Work is split over rayon tasks by (batch, group) and, for a single
+//! large task, over output tiles of the GEMM. im2col uses a per-thread scratch buffer that is reused
+//! across calls.
+
+use crate::blas::{Mat, for_col_tiles, par_sgemm, sgemm};
+use crate::error::{Result, param_err, shape_err};
+use crate::spatial::{check_geometry, window_out_len};
+use crate::util::{
+    PAR_MIN_FLOPS, check_len, next_index, numel, strides_of, valid_range, with_scratch,
+};
+use rayon::prelude::*;
+
+/// Conv attributes with pads already resolved. The kernel shape comes from the weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvParams {
+    /// One per spatial axis, positive.
+    pub strides: Vec<usize>,
+    /// One per spatial axis, positive.
+    pub dilations: Vec<usize>,
+    /// `[x1_begin, ..., xn_begin, x1_end, ..., xn_end]`.
+    pub pads: Vec<usize>,
+    /// Number of groups; divides C and M.
+    pub group: usize,
+}
+
+impl ConvParams {
+    /// Defaults for `spatial_rank` axes: stride 1, dilation 1, no padding, one group.
+    pub fn new(spatial_rank: usize) -> Self {
+        ConvParams {
+            strides: vec![1; spatial_rank],
+            dilations: vec![1; spatial_rank],
+            pads: vec![0; 2 * spatial_rank],
+            group: 1,
+        }
+    }
+}
+
+/// Checked sizes of one convolution.
+#[derive(Clone, Debug)]
+pub(crate) struct Geometry {
+    pub n: usize,
+    pub c: usize,
+    pub m: usize,
+    pub g: usize,
+    pub cg: usize,
+    pub mg: usize,
+    pub in_sp: Vec<usize>,
+    pub k_sp: Vec<usize>,
+    pub out_sp: Vec<usize>,
+    pub in_size: usize,
+    pub k_size: usize,
+    pub out_size: usize,
+}
+
+impl Geometry {
+    pub(crate) fn new(
+        input_shape: &[usize],
+        weight_shape: &[usize],
+        bias_len: Option<usize>,
+        p: &ConvParams,
+    ) -> Result<Self> {
+        if input_shape.len() < 3 {
+            return Err(shape_err!(
+                "conv input must be [N, C, spatial...], got {input_shape:?}"
+            ));
+        }
+        if weight_shape.len() != input_shape.len() {
+            return Err(shape_err!(
+                "conv weight {weight_shape:?} must have the rank of input {input_shape:?}"
+            ));
+        }
+        let nd = input_shape.len() - 2;
+        check_geometry(nd, &p.strides, &p.dilations, &p.pads)?;
+        let (n, c, m) = (input_shape[0], input_shape[1], weight_shape[0]);
+        let g = p.group;
+        if g == 0 || c % g != 0 || m % g != 0 {
+            return Err(param_err!(
+                "group {g} must divide input channels {c} and output channels {m}"
+            ));
+        }
+        if weight_shape[1] != c / g {
+            return Err(shape_err!(
+                "weight {weight_shape:?} needs C/group = {} input channels (input {input_shape:?}, group {g})",
+                c / g
+            ));
+        }
+        if let Some(b) = bias_len
+            && b != m
+        {
+            return Err(shape_err!(
+                "bias has {b} elements, weight {weight_shape:?} has {m} output channels"
+            ));
+        }
+        let in_sp = input_shape[2..].to_vec();
+        let k_sp = weight_shape[2..].to_vec();
+        let mut out_sp = Vec::with_capacity(nd);
+        for i in 0..nd {
+            out_sp.push(window_out_len(
+                in_sp[i],
+                k_sp[i],
+                p.strides[i],
+                p.dilations[i],
+                p.pads[i],
+                p.pads[nd + i],
+                false,
+            )?);
+        }
+        Ok(Geometry {
+            n,
+            c,
+            m,
+            g,
+            cg: c / g,
+            mg: m / g,
+            in_size: numel(&in_sp)?,
+            k_size: numel(&k_sp)?,
+            out_size: numel(&out_sp)?,
+            in_sp,
+            k_sp,
+            out_sp,
+        })
+    }
+}
+
+/// Output shape `[N, M, O1, ..., On]` with `Oi = floor((Di + pads - ((ki - 1) * di + 1)) / si) + 1`.
+pub fn conv_output_shape(
+    input_shape: &[usize],
+    weight_shape: &[usize],
+    p: &ConvParams,
+) -> Result<Vec<usize>> {
+    let geo = Geometry::new(input_shape, weight_shape, None, p)?;
+    let mut s = vec![geo.n, geo.m];
+    s.extend_from_slice(&geo.out_sp);
+    Ok(s)
+}
+
+/// ONNX Conv: `out = conv(input, weight) + bias`, writing `out` of shape [`conv_output_shape`].
+pub fn conv(
+    input: &[f32],
+    input_shape: &[usize],
+    weight: &[f32],
+    weight_shape: &[usize],
+    bias: Option<&[f32]>,
+    p: &ConvParams,
+    out: &mut [f32],
+) -> Result<()> {
+    let geo = Geometry::new(input_shape, weight_shape, bias.map(<[f32]>::len), p)?;
+    check_len("conv input", input.len(), numel(input_shape)?)?;
+    check_len("conv weight", weight.len(), numel(weight_shape)?)?;
+    check_len(
+        "conv output",
+        out.len(),
+        numel(&[geo.n, geo.m, geo.out_size])?,
+    )?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    let chunk = geo.mg * geo.out_size;
+    let tasks = geo.n * geo.g;
+    let flops = geo.m * geo.cg * geo.k_size * geo.out_size;
+    let parallel = tasks > 1 && flops * geo.n >= PAR_MIN_FLOPS;
+    // A single task (or fewer tasks than threads) parallelises inside instead.
+    let inner_par = tasks < rayon::current_num_threads() && flops >= PAR_MIN_FLOPS;
+    let run = |i: usize, o: &mut [f32]| {
+        let (ni, gi) = (i / geo.g, i % geo.g);
+        let x0 = (ni * geo.c + gi * geo.cg) * geo.in_size;
+        let x = &input[x0..x0 + geo.cg * geo.in_size];
+        let wlen = geo.mg * geo.cg * geo.k_size;
+        let w = &weight[gi * wlen..(gi + 1) * wlen];
+        let b = bias.map(|b| &b[gi * geo.mg..(gi + 1) * geo.mg]);
+        conv_task(&geo, p, x, w, b, o, inner_par);
+    };
+    if parallel {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| run(i, o));
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| run(i, o));
+    }
+    Ok(())
+}
+
+/// One (batch, group): `out [mg, out_size] = w [mg, cg * K] x col [cg * K, out_size] + bias`.
+fn conv_task(
+    geo: &Geometry,
+    p: &ConvParams,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    par: bool,
+) {
+    let nd = geo.in_sp.len();
+    if geo.cg == 1 && nd == 2 {
+        let ksz = geo.k_size;
+        let each = |(j, o): (usize, &mut [f32])| {
+            depthwise_2d(
+                geo,
+                p,
+                x,
+                &w[j * ksz..(j + 1) * ksz],
+                bias.map_or(0.0, |b| b[j]),
+                o,
+            );
+        };
+        if par {
+            out.par_chunks_mut(geo.out_size).enumerate().for_each(each);
+        } else {
+            out.chunks_mut(geo.out_size).enumerate().for_each(each);
+        }
+        return;
+    }
+    let beta = match bias {
+        Some(b) => {
+            for (row, &bv) in out.chunks_mut(geo.out_size).zip(b) {
+                row.fill(bv);
+            }
+            1.0
+        }
+        None => 0.0,
+    };
+    let kk = geo.cg * geo.k_size;
+    let a = Mat::row_major(w, kk);
+    let pointwise = geo.k_sp.iter().all(|&k| k == 1)
+        && p.strides.iter().all(|&s| s == 1)
+        && p.pads.iter().all(|&q| q == 0);
+    if pointwise {
+        let b = Mat::row_major(x, geo.out_size);
+        if par {
+            par_sgemm(geo.mg, kk, geo.out_size, 1.0, a, b, beta, out, geo.out_size);
+        } else {
+            sgemm(geo.mg, kk, geo.out_size, 1.0, a, b, beta, out, geo.out_size);
+        }
+        return;
+    }
+    // im2col one tile of output columns at a time, sized so the column buffer stays in L2, and
+    // multiply each tile straight into its columns of `out`.
+    let mut tile = (COL_TILE_FLOATS / kk.max(1)).max(64).div_ceil(16) * 16;
+    if par {
+        let per_thread = geo
+            .out_size
+            .div_ceil(2 * rayon::current_num_threads())
+            .div_ceil(16)
+            * 16;
+        tile = tile.min(per_thread.max(16));
+    }
+    for_col_tiles(
+        out,
+        geo.mg,
+        geo.out_size,
+        geo.out_size,
+        tile,
+        par,
+        |j0, j1, ct| {
+            with_scratch(kk * (j1 - j0), |col| {
+                im2col(geo, p, x, col, j0, j1);
+                ct.sgemm(kk, 1.0, a, Mat::row_major(col, j1 - j0), beta);
+            });
+        },
+    );
+}
+
+/// Target size (in floats) of one im2col tile: 512 KiB (measured best for a 3x3 64-channel conv).
+const COL_TILE_FLOATS: usize = 128 * 1024;
+
+/// Fills `col [cg * K, p1 - p0]` for output positions `[p0, p1)`: row `(c, k)` holds the input value
+/// under kernel tap `k` for each output position (0 in padding).
+fn im2col(geo: &Geometry, p: &ConvParams, x: &[f32], col: &mut [f32], p0: usize, p1: usize) {
+    let nd = geo.in_sp.len();
+    let in_strides = strides_of(&geo.in_sp);
+    let last = nd - 1;
+    let ow = geo.out_sp[last];
+    let outer_shape = &geo.out_sp[..last];
+    let s = p.strides[last];
+    let width = p1 - p0;
+    let mut kidx = vec![0usize; nd];
+    let mut oidx = vec![0usize; last];
+    for (r, dst) in col.chunks_mut(width).enumerate() {
+        let c = r / geo.k_size;
+        let xc = &x[c * geo.in_size..(c + 1) * geo.in_size];
+        let off = (kidx[last] * p.dilations[last]) as isize - p.pads[last] as isize;
+        let (lo, hi) = valid_range(ow, s, off, geo.in_sp[last]);
+        let mut pos = p0;
+        while pos < p1 {
+            let (outer, c0) = (pos / ow, pos % ow);
+            let c1 = ow.min(c0 + (p1 - pos));
+            let seg = &mut dst[pos - p0..pos - p0 + (c1 - c0)];
+            let mut rem = outer;
+            for a in (0..last).rev() {
+                oidx[a] = rem % outer_shape[a];
+                rem /= outer_shape[a];
+            }
+            // Input offset of the outer coordinates, or None when one lies in padding.
+            let mut base = Some(0usize);
+            for a in 0..last {
+                let i = (oidx[a] * p.strides[a] + kidx[a] * p.dilations[a]) as isize
+                    - p.pads[a] as isize;
+                if i < 0 || i >= geo.in_sp[a] as isize {
+                    base = None;
+                    break;
+                }
+                base = base.map(|b| b + i as usize * in_strides[a]);
+            }
+            match base {
+                None => seg.fill(0.0),
+                Some(b) => {
+                    let h = hi.clamp(c0, c1);
+                    let l = lo.clamp(c0, h);
+                    seg[..l - c0].fill(0.0);
+                    seg[h - c0..].fill(0.0);
+                    if l < h {
+                        let start = (b as isize + (l * s) as isize + off) as usize;
+                        let dst = &mut seg[l - c0..h - c0];
+                        if s == 1 {
+                            dst.copy_from_slice(&xc[start..start + (h - l)]);
+                        } else {
+                            for (j, v) in dst.iter_mut().enumerate() {
+                                *v = xc[start + j * s];
+                            }
+                        }
+                    }
+                }
+            }
+            pos += c1 - c0;
+        }
+        next_index(&mut kidx, &geo.k_sp);
+    }
+}
+
+/// Direct 2-d convolution of one input plane with one kernel (`x [H, W]`, `w [kh, kw]`).
+fn depthwise_2d(geo: &Geometry, p: &ConvParams, x: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
+    let (h, wd) = (geo.in_sp[0], geo.in_sp[1]);
+    let (kh, kw) = (geo.k_sp[0], geo.k_sp[1]);
+    let (oh, ow) = (geo.out_sp[0], geo.out_sp[1]);
+    let (sh, sw) = (p.strides[0], p.strides[1]);
+    let (dh, dw) = (p.dilations[0], p.dilations[1]);
+    let (ph, pw) = (p.pads[0] as isize, p.pads[1] as isize);
+    out.fill(bias);
+    for (r, orow) in out.chunks_mut(ow).enumerate().take(oh) {
+        for ki in 0..kh {
+            let ih = (r * sh + ki * dh) as isize - ph;
+            if ih < 0 || ih >= h as isize {
+                continue;
+            }
+            let xrow = &x[ih as usize * wd..(ih as usize + 1) * wd];
+            for kj in 0..kw {
+                let wv = w[ki * kw + kj];
+                let off = (kj * dw) as isize - pw;
+                let (lo, hi) = valid_range(ow, sw, off, wd);
+                if lo >= hi {
+                    continue;
+                }
+                let start = ((lo * sw) as isize + off) as usize;
+                if sw == 1 {
+                    for (o, &xv) in orow[lo..hi].iter_mut().zip(&xrow[start..start + (hi - lo)]) {
+                        *o += wv * xv;
+                    }
+                } else {
+                    for (j, o) in orow[lo..hi].iter_mut().enumerate() {
+                        *o += wv * xrow[start + j * sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::conv_reference;
+    use crate::testutil::{Rng, assert_close};
+
+    struct Case {
+        input_shape: Vec<usize>,
+        weight_shape: Vec<usize>,
+        bias: bool,
+        p: ConvParams,
+    }
+
+    fn check(rng: &mut Rng, case: &Case) {
+        let x = rng.vec(numel(&case.input_shape).unwrap());
+        let w = rng.vec(numel(&case.weight_shape).unwrap());
+        let b = case.bias.then(|| rng.vec(case.weight_shape[0]));
+        let shape = conv_output_shape(&case.input_shape, &case.weight_shape, &case.p).unwrap();
+        let mut got = vec![f32::NAN; numel(&shape).unwrap()];
+        conv(
+            &x,
+            &case.input_shape,
+            &w,
+            &case.weight_shape,
+            b.as_deref(),
+            &case.p,
+            &mut got,
+        )
+        .unwrap();
+        let mut want = vec![0.0; got.len()];
+        conv_reference(
+            &x,
+            &case.input_shape,
+            &w,
+            &case.weight_shape,
+            b.as_deref(),
+            &case.p,
+            &mut want,
+        )
+        .unwrap();
+        let ctx = format!(
+            "input {:?} weight {:?} {:?}",
+            case.input_shape, case.weight_shape, case.p
+        );
+        assert_close(&got, &want, 1e-4, 1e-4, &ctx);
+    }
+
+    fn random_case(rng: &mut Rng, nd: usize, depthwise: bool) -> Case {
+        let group = if depthwise {
+            rng.range(1, 4)
+        } else if rng.bool() {
+            1
+        } else {
+            rng.range(1, 3)
+        };
+        let cg = if depthwise { 1 } else { rng.range(1, 3) };
+        let mg = rng.range(1, 3);
+        let mut p = ConvParams::new(nd);
+        p.group = group;
+        let mut input_shape = vec![rng.range(1, 2), cg * group];
+        let mut weight_shape = vec![mg * group, cg];
+        for i in 0..nd {
+            let k = rng.range(1, 3);
+            p.strides[i] = rng.range(1, 3);
+            p.dilations[i] = rng.range(1, 2);
+            p.pads[i] = rng.range(0, 2);
+            p.pads[nd + i] = rng.range(0, 2);
+            let eff = (k - 1) * p.dilations[i] + 1;
+            let min_in = eff.saturating_sub(p.pads[i] + p.pads[nd + i]).max(1);
+            let max_len = if nd == 3 { 6 } else { 11 };
+            input_shape.push(rng.range(min_in, max_len.max(min_in)));
+            weight_shape.push(k);
+        }
+        Case {
+            input_shape,
+            weight_shape,
+            bias: rng.bool(),
+            p,
+        }
+    }
+
+    #[test]
+    fn random_shapes_match_reference_1d_2d_3d() {
+        let mut rng = Rng::new(1);
+        for nd in 1..=3 {
+            for _ in 0..120 {
+                let case = random_case(&mut rng, nd, false);
+                check(&mut rng, &case);
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_and_channel_multiplier_match_reference() {
+        let mut rng = Rng::new(2);
+        for nd in 1..=3 {
+            for _ in 0..80 {
+                let case = random_case(&mut rng, nd, true);
+                check(&mut rng, &case);
+            }
+        }
+    }
+
+    #[test]
+    fn pointwise_and_large_cases_match_reference() {
+        let mut rng = Rng::new(3);
+        // 1x1 stride 1 no pad skips im2col; a large single task takes the parallel gemm and im2col.
+        let cases = [
+            Case {
+                input_shape: vec![2, 5, 7, 9],
+                weight_shape: vec![6, 5, 1, 1],
+                bias: true,
+                p: ConvParams::new(2),
+            },
+            Case {
+                input_shape: vec![1, 16, 20, 23],
+                weight_shape: vec![40, 16, 3, 3],
+                bias: true,
+                p: ConvParams {
+                    pads: vec![1, 1, 1, 1],
+                    ..ConvParams::new(2)
+                },
+            },
+            Case {
+                input_shape: vec![1, 8, 40, 40],
+                weight_shape: vec![8, 8, 1, 1],
+                bias: false,
+                p: ConvParams::new(2),
+            },
+            Case {
+                input_shape: vec![1, 32, 30, 30],
+                weight_shape: vec![32, 1, 3, 3],
+                bias: true,
+                p: ConvParams {
+                    pads: vec![1, 1, 1, 1],
+                    group: 32,
+                    ..ConvParams::new(2)
+                },
+            },
+            Case {
+                input_shape: vec![1, 3, 64, 64],
+                weight_shape: vec![8, 3, 3, 3],
+                bias: false,
+                p: ConvParams {
+                    strides: vec![2, 2],
+                    pads: vec![1, 1, 0, 0],
+                    ..ConvParams::new(2)
+                },
+            },
+        ];
+        for c in &cases {
+            check(&mut rng, c);
+        }
+    }
+
+    #[test]
+    fn hand_computed_2d() {
+        // 3x3 input 1..9, 2x2 ones kernel, pads 1 at the beginning only.
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let w = vec![1.0; 4];
+        let p = ConvParams {
+            pads: vec![1, 1, 0, 0],
+            ..ConvParams::new(2)
+        };
+        let shape = conv_output_shape(&[1, 1, 3, 3], &[1, 1, 2, 2], &p).unwrap();
+        assert_eq!(shape, vec![1, 1, 3, 3]);
+        let mut out = vec![0.0; 9];
+        conv(
+            &x,
+            &[1, 1, 3, 3],
+            &w,
+            &[1, 1, 2, 2],
+            Some(&[0.5]),
+            &p,
+            &mut out,
+        )
+        .unwrap();
+        let want = [1.0, 3.0, 5.0, 5.0, 12.0, 16.0, 11.0, 24.0, 28.0].map(|v| v + 0.5);
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn bad_parameters_are_errors() {
+        let p = ConvParams::new(2);
+        let mut out = vec![0.0; 4];
+        let x = vec![0.0; 9];
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 4],
+                &[1, 1, 2, 2],
+                None,
+                &p,
+                &mut out
+            )
+            .is_ok()
+        );
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 4],
+                &[1, 1, 2, 2],
+                None,
+                &p,
+                &mut out[..3]
+            )
+            .is_err()
+        );
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 8],
+                &[1, 2, 2, 2],
+                None,
+                &p,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 4],
+                &[1, 1, 2, 2],
+                Some(&[0.0, 1.0]),
+                &p,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 16],
+                &[1, 1, 4, 4],
+                None,
+                &p,
+                &mut out
+            )
+            .is_err()
+        );
+        let bad = ConvParams {
+            group: 2,
+            ..ConvParams::new(2)
+        };
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 4],
+                &[1, 1, 2, 2],
+                None,
+                &bad,
+                &mut out
+            )
+            .is_err()
+        );
+        let bad = ConvParams {
+            strides: vec![0, 1],
+            ..ConvParams::new(2)
+        };
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 4],
+                &[1, 1, 2, 2],
+                None,
+                &bad,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            conv(
+                &x,
+                &[1, 1, 3, 3],
+                &[0.0; 4],
+                &[1, 1, 2, 2],
+                None,
+                &ConvParams::new(1),
+                &mut out
+            )
+            .is_err()
+        );
+    }
+}
