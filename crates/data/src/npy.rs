@@ -212,7 +212,7 @@ mod tests {
     fn header_is_padded_to_64() {
         let t = Tensor::from_vec(&[2, 2], vec![1f32, 2., 3., 4.]).unwrap();
         let b = npy_bytes(&t).unwrap();
-        assert_eq!((b.len() - 16) % 64, 0);
+        assert!((b.len() - 16).is_multiple_of(64));
     }
 
     #[test]
@@ -222,7 +222,7 @@ mod tests {
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&[1, 0]);
         let mut h = "{'descr': '>f4', 'fortran_order': True, 'shape': (2, 3), }".to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
