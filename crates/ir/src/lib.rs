@@ -4,6 +4,7 @@
 mod attr;
 mod dump;
 mod graph;
+pub mod infer;
 mod model;
 pub mod ops;
 mod types;
@@ -11,6 +12,7 @@ mod types;
 pub use attr::{AttrKind, AttrValue, Attribute, ExternalRef, Opaque, Storage, TensorBytes, TensorData};
 pub use dump::fmt_tensor;
 pub use graph::{Graph, GraphError, Node, NodeId, Value, ValueId};
+pub use infer::{InferError, InferReport, infer_shapes};
 pub use model::{FunctionInfo, Model, OpsetId};
 pub use ops::Op;
 pub use types::{Dim, DimValue, Fact, TensorType, Type, TypeKind, ValueInfo};
