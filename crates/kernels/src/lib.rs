@@ -1,5 +1,5 @@
 //! qtool's compute kernels: ONNX-semantics f32 convolution, transposed convolution, Gemm/MatMul,
-//! pooling and Resize on flat row-major buffers.
+//! pooling and Resize on flat row-major buffers, and the int8 GEMM/convolution kernels ([`int8`]).
 //!
 //! # Calling convention
 //! Every kernel takes its inputs as `&[f32]` plus a shape (`&[usize]`, row-major, NCHW-style for the
@@ -16,6 +16,7 @@ pub mod conv;
 pub mod conv_transpose;
 mod error;
 pub mod gemm;
+pub mod int8;
 pub mod pool;
 pub mod reference;
 pub mod resize;
@@ -31,6 +32,10 @@ pub use conv_transpose::{
 };
 pub use error::{KernelError, Result};
 pub use gemm::{GemmParams, gemm, gemm_output_shape, matmul, matmul_output_shape};
+pub use int8::{
+    KernelPath, OutputStage, PackedB, PackedConvWeights, QConvParams, QOut, QType, qconv,
+    qconv_output_shape, qgemm, qgemm_output_shape,
+};
 pub use pool::{
     PoolParams, average_pool, global_average_pool, global_max_pool, max_pool, pool_output_shape,
 };

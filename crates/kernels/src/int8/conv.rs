@@ -1,0 +1,516 @@
+//! Int8 N-d convolution (NCHW) with pre-packed constant weights: a direct depthwise kernel (2-d,
+//! one input channel per group, any channel multiplier), pointwise convolution as a GEMM straight
+//! over the input (1x1, stride 1, no pads: no im2col), and the general case through int8 im2col
+//! tiles padded with the input zero point. Per (batch, group) the product is
+//! `out[mg, HW] = W[mg, Cg*K] x X[Cg*K, HW]`: the weight is the packed R operand (packed at load),
+//! the input is packed into V panels one column tile at a time; rayon runs over (batch, group,
+//! column tile), or over (batch, channel) planes for depthwise.
+
+use super::block::{Block, Fix, Kernel, with_bytes, with_ints};
+use super::pack::{Layout, col_sums, pack_r};
+use super::stage::{Chan, OutputStage, Prepared, QOut, StageView, write_row};
+use super::{KernelPath, QType, act_domain, check_zp, weight_domain, with_kernel};
+use crate::conv::{ConvParams, Geometry, conv_output_shape};
+use crate::error::{Result, param_err, shape_err};
+use crate::util::{PAR_MIN_FLOPS, check_len, next_index, numel, strides_of, valid_range};
+use rayon::prelude::*;
+
+/// Int8 convolution attributes: the f32 [`ConvParams`] (strides, dilations, resolved pads, group).
+pub type QConvParams = ConvParams;
+
+/// A constant conv weight `[M, C/group, k1, ..., kn]` packed once for one kernel path and one
+/// `group`, with per-output-channel sums and zero points in the kernel domain.
+#[derive(Clone, Debug)]
+pub struct PackedConvWeights {
+    path: KernelPath,
+    layout: Layout,
+    shape: Vec<usize>,
+    group: usize,
+    /// `C/group * kernel size`, the GEMM depth.
+    kk: usize,
+    /// Per group, `mg.div_ceil(mr)` R panels.
+    data: Vec<u8>,
+    group_len: usize,
+    /// `sum_k w'[m][k]` (kernel domain).
+    rowsum: Vec<i32>,
+    /// `zw'[m]` (kernel domain).
+    zw: Vec<i32>,
+    any_zw: bool,
+    /// `w - zw` per channel and tap, kept for depthwise weights (`C/group == 1`).
+    dw: Option<Vec<i32>>,
+}
+
+impl PackedConvWeights {
+    /// Packs `w` (shape `w_shape = [M, C/group, k...]`) with zero points `zero_points` (one per
+    /// output channel, or one) for `group` groups, for [`KernelPath::selected`].
+    pub fn new<W: QType>(
+        w: &[W],
+        w_shape: &[usize],
+        zero_points: &[i32],
+        group: usize,
+    ) -> Result<Self> {
+        Self::with_path(KernelPath::selected(), w, w_shape, zero_points, group)
+    }
+
+    /// [`PackedConvWeights::new`] for a given path (an `Unsupported` error if this CPU lacks it).
+    pub fn with_path<W: QType>(
+        path: KernelPath,
+        w: &[W],
+        w_shape: &[usize],
+        zero_points: &[i32],
+        group: usize,
+    ) -> Result<Self> {
+        let path = path.check()?;
+        if w_shape.len() < 3 {
+            return Err(shape_err!(
+                "conv weight must be [M, C/group, k...], got {w_shape:?}"
+            ));
+        }
+        check_len("qconv weight", w.len(), numel(w_shape)?)?;
+        let m = w_shape[0];
+        if group == 0 || !m.is_multiple_of(group) {
+            return Err(param_err!(
+                "group {group} must divide the {m} output channels"
+            ));
+        }
+        if zero_points.len() != 1 && zero_points.len() != m {
+            return Err(shape_err!(
+                "weight zero points have {} entries, expected 1 or M = {m}",
+                zero_points.len()
+            ));
+        }
+        for &z in zero_points {
+            check_zp::<W>("weight", z)?;
+        }
+        let zp_of = |c: usize| zero_points[if zero_points.len() == 1 { 0 } else { c }];
+        let (flip, shift) = weight_domain::<W>();
+        let zw: Vec<i32> = (0..m).map(|c| zp_of(c) + shift).collect();
+        let kk = numel(&w_shape[1..])?;
+        let mg = m / group;
+        let layout = path.layout();
+        let k4 = kk.div_ceil(4);
+        let group_len = mg.div_ceil(layout.mr) * layout.r_panel(k4);
+        let mut data = vec![0u8; group * group_len];
+        let mut rowsum = vec![0i32; m];
+        for g in 0..group {
+            pack_r(
+                layout,
+                &w[g * mg * kk..(g + 1) * mg * kk],
+                mg,
+                kk,
+                kk,
+                flip,
+                true,
+                &mut data[g * group_len..(g + 1) * group_len],
+                Some(&mut rowsum[g * mg..(g + 1) * mg]),
+            );
+        }
+        let dw = (w_shape[1] == 1).then(|| {
+            w.iter()
+                .enumerate()
+                .map(|(i, &v)| v.into() - zp_of(i / kk))
+                .collect()
+        });
+        Ok(PackedConvWeights {
+            path,
+            layout,
+            shape: w_shape.to_vec(),
+            group,
+            kk,
+            data,
+            group_len,
+            rowsum,
+            any_zw: zw.iter().any(|&z| z != 0),
+            zw,
+            dw,
+        })
+    }
+
+    /// The weight shape `[M, C/group, k...]`.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// The group count the weight was packed for.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+    /// The kernel path the weight was packed for.
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+}
+
+/// Output shape `[N, M, O1, ..., On]` (as [`crate::conv_output_shape`]).
+pub fn qconv_output_shape(
+    x_shape: &[usize],
+    w: &PackedConvWeights,
+    p: &QConvParams,
+) -> Result<Vec<usize>> {
+    conv_output_shape(x_shape, &w.shape, p)
+}
+
+/// Int8 convolution: `out[n, m, o] = stage(sum_{c, k} (x - x_zero_point) * (w[m] - zw[m]))`, padded
+/// input positions counting as `x_zero_point` (so they contribute 0). The output channel of the
+/// stage is `m`. `p.group` must equal the group the weight was packed for.
+pub fn qconv<X: QType, O: QOut>(
+    x: &[X],
+    x_shape: &[usize],
+    x_zero_point: i32,
+    w: &PackedConvWeights,
+    p: &QConvParams,
+    stage: &OutputStage<'_>,
+    out: &mut [O],
+) -> Result<()> {
+    if p.group != w.group {
+        return Err(param_err!(
+            "conv group {} differs from the group {} the weight was packed for",
+            p.group,
+            w.group
+        ));
+    }
+    let geo = Geometry::new(x_shape, &w.shape, None, p)?;
+    check_len("qconv input", x.len(), numel(x_shape)?)?;
+    check_len(
+        "qconv output",
+        out.len(),
+        numel(&[geo.n, geo.m, geo.out_size])?,
+    )?;
+    check_zp::<X>("input", x_zero_point)?;
+    let prep = Prepared::new::<O>(stage, geo.m)?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    with_kernel!(w.path, kern => {
+        if kern_layout_ok::<_>(kern, w) {
+            conv_run(kern, &geo, p, x, x_zero_point, w, &prep, out);
+            Ok(())
+        } else {
+            Err(param_err!("packed weight layout does not match its kernel path"))
+        }
+    })
+}
+
+fn kern_layout_ok<K: Kernel>(_: K, w: &PackedConvWeights) -> bool {
+    K::LAYOUT == w.layout
+}
+
+/// Target bytes of one packed input tile (kept in L2).
+const TILE_BYTES: usize = 192 * 1024;
+
+struct Task<'o, O> {
+    ni: usize,
+    gi: usize,
+    p0: usize,
+    p1: usize,
+    rows: Vec<&'o mut [O]>,
+}
+
+fn conv_run<K: Kernel, X: QType, O: QOut>(
+    kern: K,
+    geo: &Geometry,
+    p: &ConvParams,
+    x: &[X],
+    zx: i32,
+    w: &PackedConvWeights,
+    prep: &Prepared,
+    out: &mut [O],
+) {
+    let threads = rayon::current_num_threads();
+    let flops = geo.n * geo.m * geo.cg * geo.k_size * geo.out_size;
+    let par = threads > 1 && flops >= PAR_MIN_FLOPS;
+    if geo.cg == 1
+        && geo.in_sp.len() == 2
+        && let Some(dw) = &w.dw
+    {
+        depthwise(kern, geo, p, x, zx, dw, prep, out, par);
+        return;
+    }
+    let l = K::LAYOUT;
+    let (flip, shift) = act_domain::<X>();
+    let zxd = zx + shift;
+    let kk = w.kk;
+    let k4 = kk.div_ceil(4);
+    // Row constants: K zx' zw'[m] - zx' sum_k w'[m] (+ bias[m]); row factor -zw'[m].
+    let kz = (kk as i32).wrapping_mul(zxd);
+    let rowc: Vec<i32> = (0..geo.m)
+        .map(|c| {
+            let v = kz
+                .wrapping_mul(w.zw[c])
+                .wrapping_sub(zxd.wrapping_mul(w.rowsum[c]));
+            prep.ibias.as_ref().map_or(v, |b| v.wrapping_add(b[c]))
+        })
+        .collect();
+    let rowf: Vec<i32> = w.zw.iter().map(|z| z.wrapping_neg()).collect();
+    let pointwise = geo.k_sp.iter().all(|&k| k == 1)
+        && p.strides.iter().all(|&s| s == 1)
+        && p.pads.iter().all(|&q| q == 0);
+
+    // Column tiles: a multiple of NR whose packed panels fit TILE_BYTES; smaller when the
+    // (batch, group) tasks alone would not keep every thread busy.
+    let os = geo.out_size;
+    let mut tile = (TILE_BYTES / (k4 * l.group_bytes()).max(1) / l.nr).max(1) * l.nr;
+    let ng = geo.n * geo.g;
+    if par && ng < 4 * threads {
+        let per = os.div_ceil((4 * threads).div_ceil(ng));
+        tile = tile.min(per.div_ceil(l.nr).max(1) * l.nr);
+    }
+    let bounds: Vec<(usize, usize)> = (0..os)
+        .step_by(tile)
+        .map(|p0| (p0, (p0 + tile).min(os)))
+        .collect();
+    let nt = bounds.len();
+    let mut tasks: Vec<Task<'_, O>> = Vec::with_capacity(ng * nt);
+    for ni in 0..geo.n {
+        for gi in 0..geo.g {
+            for &(p0, p1) in &bounds {
+                tasks.push(Task {
+                    ni,
+                    gi,
+                    p0,
+                    p1,
+                    rows: Vec::with_capacity(geo.mg),
+                });
+            }
+        }
+    }
+    for (ri, mut row) in out.chunks_mut(os).enumerate() {
+        let (ni, mi) = (ri / geo.m, ri % geo.m);
+        let base = (ni * geo.g + mi / geo.mg) * nt;
+        for (t, &(p0, p1)) in bounds.iter().enumerate() {
+            let (head, tail) = std::mem::take(&mut row).split_at_mut(p1 - p0);
+            tasks[base + t].rows.push(head);
+            row = tail;
+        }
+    }
+    let zx_bits = X::from_i32_unchecked(zx).bits();
+    let run = |t: &mut Task<'_, O>| {
+        let xs = &x[(t.ni * geo.c + t.gi * geo.cg) * geo.in_size..][..geo.cg * geo.in_size];
+        let nc = t.p1 - t.p0;
+        let vlen = nc.div_ceil(l.nr) * l.v_panel(k4);
+        let col_len = if pointwise { 0 } else { kk * nc };
+        with_bytes(vlen + col_len, |buf| {
+            let (vbuf, col) = buf.split_at_mut(vlen);
+            let mut sums = Vec::new();
+            if w.any_zw {
+                sums.resize(nc, 0);
+            }
+            if pointwise {
+                kern.pack_v(xs, kk, geo.in_size, t.p0, nc, flip, false, vbuf);
+                if w.any_zw {
+                    col_sums(xs, kk, geo.in_size, t.p0, nc, flip, false, &mut sums);
+                }
+            } else {
+                im2col(geo, p, xs, zx_bits, col, t.p0, t.p1);
+                kern.pack_v(&*col, kk, nc, 0, nc, flip, false, vbuf);
+                if w.any_zw {
+                    col_sums(&*col, kk, nc, 0, nc, flip, false, &mut sums);
+                }
+            }
+            let r0 = t.gi * geo.mg;
+            let mut blk = Block {
+                k4,
+                r: &w.data[t.gi * w.group_len..(t.gi + 1) * w.group_len],
+                m: geo.mg,
+                v: vbuf,
+                n: nc,
+                fix: Fix {
+                    rowc: Some(&rowc[r0..r0 + geo.mg]),
+                    colc: None,
+                    rowf: w.any_zw.then(|| &rowf[r0..r0 + geo.mg]),
+                    colf: w.any_zw.then_some(&sums[..]),
+                },
+                stage: prep.view(r0..r0 + geo.mg),
+                chan_is_row: true,
+                out: &mut t.rows,
+            };
+            kern.block::<O, false>(&mut blk);
+        });
+    };
+    if par && tasks.len() > 1 {
+        tasks.par_iter_mut().for_each(run);
+    } else {
+        tasks.iter_mut().for_each(run);
+    }
+}
+
+/// Fills `col [cg * K, p1 - p0]` (raw bits) for output positions `[p0, p1)`: row `(c, k)` holds the
+/// input under kernel tap `k` for each output position, `pad` (the input zero point) in padding.
+fn im2col<X: QType>(
+    geo: &Geometry,
+    p: &ConvParams,
+    x: &[X],
+    pad: u8,
+    col: &mut [u8],
+    p0: usize,
+    p1: usize,
+) {
+    let nd = geo.in_sp.len();
+    let in_strides = strides_of(&geo.in_sp);
+    let last = nd - 1;
+    let ow = geo.out_sp[last];
+    let outer_shape = &geo.out_sp[..last];
+    let s = p.strides[last];
+    let width = p1 - p0;
+    let mut kidx = vec![0usize; nd];
+    let mut oidx = vec![0usize; last];
+    for (r, dst) in col.chunks_mut(width).enumerate() {
+        let c = r / geo.k_size;
+        let xc = &x[c * geo.in_size..(c + 1) * geo.in_size];
+        let off = (kidx[last] * p.dilations[last]) as isize - p.pads[last] as isize;
+        let (lo, hi) = valid_range(ow, s, off, geo.in_sp[last]);
+        let mut pos = p0;
+        while pos < p1 {
+            let (outer, c0) = (pos / ow, pos % ow);
+            let c1 = ow.min(c0 + (p1 - pos));
+            let seg = &mut dst[pos - p0..pos - p0 + (c1 - c0)];
+            let mut rem = outer;
+            for a in (0..last).rev() {
+                oidx[a] = rem % outer_shape[a];
+                rem /= outer_shape[a];
+            }
+            // Input offset of the outer coordinates, or None when one lies in padding.
+            let mut base = Some(0usize);
+            for a in 0..last {
+                let i = (oidx[a] * p.strides[a] + kidx[a] * p.dilations[a]) as isize
+                    - p.pads[a] as isize;
+                if i < 0 || i >= geo.in_sp[a] as isize {
+                    base = None;
+                    break;
+                }
+                base = base.map(|b| b + i as usize * in_strides[a]);
+            }
+            match base {
+                None => seg.fill(pad),
+                Some(b) => {
+                    let h = hi.clamp(c0, c1);
+                    let l = lo.clamp(c0, h);
+                    seg[..l - c0].fill(pad);
+                    seg[h - c0..].fill(pad);
+                    if l < h {
+                        let start = (b as isize + (l * s) as isize + off) as usize;
+                        let dst = &mut seg[l - c0..h - c0];
+                        if s == 1 {
+                            for (d, v) in dst.iter_mut().zip(&xc[start..start + (h - l)]) {
+                                *d = v.bits();
+                            }
+                        } else {
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d = xc[start + j * s].bits();
+                            }
+                        }
+                    }
+                }
+            }
+            pos += c1 - c0;
+        }
+        next_index(&mut kidx, &geo.k_sp);
+    }
+}
+
+/// One output plane of a 2-d depthwise convolution: `x [H, W]` (one input channel), taps
+/// `wts [kh * kw]` already minus the weight zero point, accumulated directly in i32 per output row
+/// (vectorized over the output width), padding skipped (it would contribute `(zx - zx) * w = 0`).
+pub(crate) struct DwPlane<'a, T, O> {
+    x: &'a [T],
+    hw: [usize; 2],
+    k: [usize; 2],
+    ohw: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    pad: [isize; 2],
+    zx: i32,
+    wts: &'a [i32],
+    init: i32,
+    stage: StageView<'a>,
+    chan: usize,
+    out: &'a mut [O],
+    acc: &'a mut [i32],
+}
+
+impl<T: QType, O: QOut> DwPlane<'_, T, O> {
+    #[inline(always)]
+    pub(crate) fn run(&mut self) {
+        let [h, wd] = self.hw;
+        let [kh, kw] = self.k;
+        let [oh, ow] = self.ohw;
+        let [sh, sw] = self.s;
+        let [dh, dw] = self.d;
+        let [ph, pw] = self.pad;
+        let zx = self.zx;
+        let acc = &mut self.acc[..ow];
+        for (r, orow) in self.out.chunks_mut(ow).enumerate().take(oh) {
+            acc.fill(self.init);
+            for ki in 0..kh {
+                let ih = (r * sh + ki * dh) as isize - ph;
+                if ih < 0 || ih >= h as isize {
+                    continue;
+                }
+                let xrow = &self.x[ih as usize * wd..(ih as usize + 1) * wd];
+                for kj in 0..kw {
+                    let wv = self.wts[ki * kw + kj];
+                    let off = (kj * dw) as isize - pw;
+                    let (lo, hi) = valid_range(ow, sw, off, wd);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let start = ((lo * sw) as isize + off) as usize;
+                    if sw == 1 {
+                        let src = &xrow[start..start + (hi - lo)];
+                        for (a, &xv) in acc[lo..hi].iter_mut().zip(src) {
+                            *a = a.wrapping_add((xv.into() - zx) * wv);
+                        }
+                    } else {
+                        for (j, a) in acc[lo..hi].iter_mut().enumerate() {
+                            *a = a.wrapping_add((xrow[start + j * sw].into() - zx) * wv);
+                        }
+                    }
+                }
+            }
+            write_row(acc, orow, &self.stage, Chan::Row(self.chan));
+        }
+    }
+}
+
+fn depthwise<K: Kernel, X: QType, O: QOut>(
+    kern: K,
+    geo: &Geometry,
+    p: &ConvParams,
+    x: &[X],
+    zx: i32,
+    dw: &[i32],
+    prep: &Prepared,
+    out: &mut [O],
+    par: bool,
+) {
+    let ks = geo.k_size;
+    let stage = prep.view(0..geo.m);
+    let plane = |(idx, o): (usize, &mut [O])| {
+        let (ni, mc) = (idx / geo.m, idx % geo.m);
+        let ci = mc / geo.mg;
+        let xs = &x[(ni * geo.c + ci) * geo.in_size..][..geo.in_size];
+        with_ints(geo.out_sp[1], |acc| {
+            let mut d = DwPlane {
+                x: xs,
+                hw: [geo.in_sp[0], geo.in_sp[1]],
+                k: [geo.k_sp[0], geo.k_sp[1]],
+                ohw: [geo.out_sp[0], geo.out_sp[1]],
+                s: [p.strides[0], p.strides[1]],
+                d: [p.dilations[0], p.dilations[1]],
+                pad: [p.pads[0] as isize, p.pads[1] as isize],
+                zx,
+                wts: &dw[mc * ks..(mc + 1) * ks],
+                init: prep.ibias.as_ref().map_or(0, |b| b[mc]),
+                stage,
+                chan: mc,
+                out: o,
+                acc,
+            };
+            kern.depthwise(&mut d);
+        });
+    };
+    if par {
+        out.par_chunks_mut(geo.out_size).enumerate().for_each(plane);
+    } else {
+        out.chunks_mut(geo.out_size).enumerate().for_each(plane);
+    }
+}
