@@ -159,47 +159,84 @@ def compare_initializers(a: onnx.ModelProto, b: onnx.ModelProto) -> str | None:
     return None
 
 
+def check_pair(orig_path: str, saved_path: str, arrays_only: bool, out) -> bool:
+    """Runs the three checks on one pair, printing to `out`; True when the round trip is faithful."""
+    c_orig = checker(orig_path)
+    c_saved = checker(saved_path)
+    print(f"checker ORIG:  {'ok' if c_orig is None else c_orig}", file=out)
+    print(f"checker SAVED: {'ok' if c_saved is None else c_saved}", file=out)
+    if c_orig is None and c_saved is not None:
+        print(f"FAIL: checker passes on ORIG but not on SAVED: {c_saved}", file=out)
+        return False
+
+    orig = onnx.load(orig_path, load_external_data=True)
+    saved = onnx.load(saved_path, load_external_data=True)
+    for label, model in (("ORIG", orig), ("SAVED", saved)):
+        n = normalize_loaded_external_data(model)
+        if n:
+            print(f"note: {label}: cleared data_location=DEFAULT left by loading external data on {n} tensors", file=out)
+
+    if not arrays_only:
+        if orig == saved:
+            print("messages: equal", file=out)
+        else:
+            print(f"FAIL: ModelProtos differ at {first_diff(orig, saved)}", file=out)
+            return False
+
+    diff = compare_initializers(orig, saved)
+    if diff is not None:
+        print(f"FAIL: {diff}", file=out)
+        return False
+    n: dict = {}
+    initializers(orig.graph, "", n)
+    print(f"OK: round trip faithful ({len(n)} initializers identical)", file=out)
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="check that SAVED re-serializes ORIG faithfully")
-    ap.add_argument("orig")
-    ap.add_argument("saved")
+    ap.add_argument("orig", nargs="?")
+    ap.add_argument("saved", nargs="?")
     ap.add_argument(
         "--arrays-only",
         action="store_true",
         help="skip the message equality check (initializer values are still compared)",
     )
+    ap.add_argument(
+        "--pairs",
+        help="a file with one 'ORIG<TAB>SAVED' pair per line: check them all in one process and print "
+        "one line per pair; exit 1 if any fails",
+    )
     args = ap.parse_args()
 
-    c_orig = checker(args.orig)
-    c_saved = checker(args.saved)
-    print(f"checker ORIG:  {'ok' if c_orig is None else c_orig}")
-    print(f"checker SAVED: {'ok' if c_saved is None else c_saved}")
-    if c_orig is None and c_saved is not None:
-        print(f"FAIL: checker passes on ORIG but not on SAVED: {c_saved}")
-        return 1
+    if args.pairs:
+        import io
 
-    orig = onnx.load(args.orig, load_external_data=True)
-    saved = onnx.load(args.saved, load_external_data=True)
-    for label, model in (("ORIG", orig), ("SAVED", saved)):
-        n = normalize_loaded_external_data(model)
-        if n:
-            print(f"note: {label}: cleared data_location=DEFAULT left by loading external data on {n} tensors")
+        failed = 0
+        total = 0
+        with open(args.pairs, encoding="utf-8") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if not line:
+                    continue
+                orig_path, saved_path = line.split("\t")
+                total += 1
+                buf = io.StringIO()
+                try:
+                    ok = check_pair(orig_path, saved_path, args.arrays_only, buf)
+                except Exception as e:  # noqa: BLE001 - report and go on
+                    ok = False
+                    print(f"FAIL: {type(e).__name__}: {e}", file=buf)
+                last = buf.getvalue().strip().splitlines()[-1]
+                if not ok:
+                    failed += 1
+                    print(f"{orig_path}: {last}")
+        print(f"{total - failed} passed, {failed} failed")
+        return 1 if failed else 0
 
-    if not args.arrays_only:
-        if orig == saved:
-            print("messages: equal")
-        else:
-            print(f"FAIL: ModelProtos differ at {first_diff(orig, saved)}")
-            return 1
-
-    diff = compare_initializers(orig, saved)
-    if diff is not None:
-        print(f"FAIL: {diff}")
-        return 1
-    n: dict = {}
-    initializers(orig.graph, "", n)
-    print(f"OK: round trip faithful ({len(n)} initializers identical)")
-    return 0
+    if not args.orig or not args.saved:
+        ap.error("ORIG and SAVED are required without --pairs")
+    return 0 if check_pair(args.orig, args.saved, args.arrays_only, sys.stdout) else 1
 
 
 if __name__ == "__main__":
