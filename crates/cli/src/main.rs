@@ -30,6 +30,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a model (FP32 or quantized) on input tensors and write each output as OUTPUT_NAME.npy.
+    ///
+    /// Inputs come from .npy files (for a model with a fixed batch of 1, the first axis may hold N
+    /// samples: they run one by one and the outputs are stacked again), .npz files (keys are input
+    /// names) or ONNX TensorProto .pb files.
+    Exec {
+        /// The ONNX model file.
+        model: PathBuf,
+        /// An input: NAME=FILE, or FILE alone for a single-input model or an .npz. Repeatable.
+        #[arg(long = "input", short = 'i', required = true)]
+        inputs: Vec<qtool_pipeline::exec::InputArg>,
+        /// Directory for the outputs (created if missing).
+        #[arg(long, short = 'o')]
+        output_dir: PathBuf,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn init_logging() {
@@ -46,6 +64,13 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_text());
+            }
+        }
+        Cmd::Exec { model, inputs, output_dir, threads } => {
+            let m = qtool_pipeline::onnx::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;
+            let written = qtool_pipeline::exec::exec_to_dir(&m, &inputs, &output_dir, threads)?;
+            for p in written {
+                println!("{}", p.display());
             }
         }
     }
