@@ -1,0 +1,214 @@
+//! The mergeable histogram: bins of width 2^e aligned to multiples of the width (so zero is always
+//! an edge), u64 counts, and a width that is a pure function of the data's range. Two histograms
+//! of any split of the same values merge into exactly the histogram of all of them.
+//!
+//! # Canonical form
+//! For values with (exact) range `[lo, hi]` and a bin budget `B`, the width exponent `e` is the
+//! smallest integer with
+//! - `floor(hi / 2^e) - floor(lo / 2^e) + 1 <= B` (the range fits in `B` bins), and
+//! - `e >= ilogb(max(|lo|, |hi|)) - 40` and `e >= -960` (bin indices stay small integers; bins finer
+//!   than this carry no information for f32 data anyway).
+//!
+//! Both conditions only get harder as the range grows, so the width of a stream only ever grows,
+//! and only by powers of two: re-binning from `2^e` to `2^(e+d)` maps bin `k` to `k >> d`, which is
+//! exactly the bin the value would have had. Bin `k` covers `[k * 2^e, (k+1) * 2^e)`; the counts
+//! cover bins `floor(lo / 2^e) ..= floor(hi / 2^e)`. Hence the histogram of a set of values does not
+//! depend on the order or the grouping in which they arrived.
+
+use serde::{Deserialize, Serialize};
+
+/// Smallest width exponent.
+const E_FLOOR: i32 = -960;
+/// At most this many bits of bin index beyond the magnitude of the data.
+const INDEX_BITS: i32 = 40;
+
+/// A histogram in canonical form (see the module docs). `counts` is empty when no value was added.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// log2 of the bin width.
+    pub exp: i32,
+    /// Index of the first bin: it covers `[start * 2^exp, (start + 1) * 2^exp)`.
+    pub start: i64,
+    /// Values per bin.
+    pub counts: Vec<u64>,
+}
+
+fn ilogb(x: f64) -> i32 {
+    // x finite, > 0
+    let bits = x.to_bits();
+    let e = ((bits >> 52) & 0x7ff) as i32;
+    if e == 0 { -1023 } else { e - 1023 }
+}
+
+/// `2^-e` as f64 (e in the canonical range, so this neither overflows nor underflows).
+fn inv_width(e: i32) -> f64 {
+    2f64.powi(-e)
+}
+
+fn index(x: f64, e: i32) -> i64 {
+    (x * inv_width(e)).floor() as i64
+}
+
+/// The canonical width exponent for the range `[lo, hi]` and `max_bins` bins.
+pub fn canonical_exp(lo: f64, hi: f64, max_bins: u32) -> i32 {
+    let mag = lo.abs().max(hi.abs());
+    let mut e = E_FLOOR;
+    if mag > 0.0 {
+        e = e.max(ilogb(mag) - INDEX_BITS);
+    }
+    let span = hi - lo;
+    if span > 0.0 {
+        // span / 2^e <= B is necessary: start from a lower bound of the answer.
+        let b_bits = 32 - (max_bins.max(1) - 1).leading_zeros() as i32; // ceil(log2(B))
+        e = e.max(ilogb(span) - b_bits - 1);
+    }
+    while index(hi, e) - index(lo, e) + 1 > max_bins.max(1) as i64 {
+        e += 1;
+    }
+    e
+}
+
+impl Histogram {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Bin width.
+    pub fn width(&self) -> f64 {
+        2f64.powi(self.exp)
+    }
+
+    /// Lower edge of bin number `i` of `counts`.
+    pub fn edge(&self, i: usize) -> f64 {
+        (self.start + i as i64) as f64 * self.width()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Re-bins to width `2^e` (`e >= self.exp`) covering `[lo, hi]` (which contains every value).
+    fn rebin(&mut self, e: i32, lo: f64, hi: f64) {
+        let (first, last) = (index(lo, e), index(hi, e));
+        let mut out = vec![0u64; (last - first + 1) as usize];
+        if !self.counts.is_empty() {
+            let d = (e - self.exp) as u32;
+            for (i, &c) in self.counts.iter().enumerate() {
+                if c != 0 {
+                    let k = (self.start + i as i64) >> d;
+                    out[(k - first) as usize] += c;
+                }
+            }
+        }
+        self.exp = e;
+        self.start = first;
+        self.counts = out;
+    }
+
+    /// Adds finite values, given the exact range `[lo, hi]` of everything added so far including
+    /// them (the caller keeps that range).
+    pub fn add(&mut self, values: impl Iterator<Item = f64>, lo: f64, hi: f64, max_bins: u32) {
+        let mut e = canonical_exp(lo, hi, max_bins);
+        if self.counts.is_empty() {
+            self.exp = e;
+        }
+        e = e.max(self.exp);
+        self.rebin(e, lo, hi);
+        let s = inv_width(e);
+        let n = self.counts.len() as i64;
+        for x in values {
+            let k = (x * s).floor() as i64 - self.start;
+            debug_assert!((0..n).contains(&k), "value {x} outside the declared range");
+            self.counts[k.clamp(0, n - 1) as usize] += 1;
+        }
+    }
+
+    /// Merges `other` (its values lie in the combined range `[lo, hi]`).
+    pub fn merge(&mut self, other: &Histogram, lo: f64, hi: f64, max_bins: u32) {
+        if other.is_empty() {
+            return;
+        }
+        let mut o = other.clone();
+        if self.counts.is_empty() {
+            self.exp = other.exp;
+        }
+        let e = canonical_exp(lo, hi, max_bins).max(self.exp).max(other.exp);
+        self.rebin(e, lo, hi);
+        o.rebin(e, lo, hi);
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+    }
+
+    /// Sums groups of `factor` adjacent bins, aligned so that bin edges stay multiples of the new
+    /// width `factor * 2^exp` (zero stays an edge). Returns (first edge, new width, counts).
+    pub fn grouped(&self, factor: usize) -> (f64, f64, Vec<u64>) {
+        let f = factor.max(1) as i64;
+        let first = self.start.div_euclid(f);
+        let last = (self.start + self.counts.len() as i64 - 1).div_euclid(f);
+        let mut out = vec![0u64; (last - first + 1).max(0) as usize];
+        for (i, &c) in self.counts.iter().enumerate() {
+            out[((self.start + i as i64).div_euclid(f) - first) as usize] += c;
+        }
+        let w = self.width() * f as f64;
+        (first as f64 * w, w, out)
+    }
+
+    /// The histogram of `|x|` at the same width: bin `j` covers `(j w, (j+1) w]` for the negative
+    /// values and `[j w, (j+1) w)` for the others. Returns counts from `j = 0`.
+    pub fn folded_abs(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for (i, &c) in self.counts.iter().enumerate() {
+            let k = self.start + i as i64;
+            let j = if k >= 0 { k } else { -k - 1 } as usize;
+            if j >= out.len() {
+                out.resize(j + 1, 0);
+            }
+            out[j] += c;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(vals: &[f64], b: u32) -> Histogram {
+        let mut h = Histogram::default();
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &v in vals {
+            lo = lo.min(v);
+            hi = hi.max(v);
+            h.add(std::iter::once(v), lo, hi, b);
+        }
+        h
+    }
+
+    #[test]
+    fn streaming_equals_batch_and_merge() {
+        let vals: Vec<f64> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f64 * 0.37 - 100.0)
+            .collect();
+        let one = build(&vals, 64);
+        let mut all = Histogram::default();
+        let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        all.add(vals.iter().copied(), lo, hi, 64);
+        assert_eq!(one, all);
+        let a = build(&vals[..300], 64);
+        let mut b = build(&vals[300..], 64);
+        b.merge(&a, lo, hi, 64);
+        assert_eq!(b, all);
+        assert!(all.counts.len() <= 64);
+        assert_eq!(all.total(), 1000);
+    }
+
+    #[test]
+    fn zero_is_an_edge_and_fold_works() {
+        let h = build(&[-1.5, -0.25, 0.0, 0.5, 1.0], 16);
+        assert_eq!(h.width(), 0.25);
+        assert_eq!(h.start, -6);
+        assert_eq!(h.folded_abs(), vec![2, 0, 1, 0, 1, 1]);
+    }
+}

@@ -1,0 +1,641 @@
+//! Ranges from statistics, with any method and settings, without running the model again:
+//! MinMax, Percentile, Entropy (KL divergence, TensorRT's method as ONNX Runtime implements it) and
+//! MSE (the clipping range with the smallest expected quantization error).
+//!
+//! Two histogram modes:
+//! - [`HistMode::Qtool`] (default) works on the mergeable histogram itself (bin width a power of two,
+//!   zero an edge), at its full resolution where it can. Percentile thresholds are the *upper* edge
+//!   of the bin where the CDF reaches the percentile (ORT takes the lower edge, clipping one bin more
+//!   than asked). Entropy runs ORT's search unchanged on the histogram regrouped exactly (whole
+//!   bins summed) into about `num_bins` bins symmetric around zero, instead of ORT's `[-T, T]`
+//!   layout whose edges depend on the data's maximum.
+//! - [`HistMode::Ort`] reproduces ONNX Runtime's `HistogramCollector` (onnxruntime 1.2x/1.3x,
+//!   `calibrate.py`) for one `collect_data` call over all samples: the histogram is re-binned onto
+//!   ORT's layout (`num_bins` bins over `[-T, T]`, `T = max(|min|, |max|)`, for Entropy and
+//!   asymmetric Percentile; over `[min|x|, max|x|]` of `|x|` for symmetric Percentile), each fine bin
+//!   going to the ORT bin containing its centre, then ORT's algorithms run unchanged (including its
+//!   quirks). The fine bins straddling an ORT edge are the only difference, so thresholds land within
+//!   one ORT bin of ORT's. ORT widens its histogram batch by batch when `collect_data` is called more
+//!   than once; that order-dependent re-binning is not reproduced.
+//!
+//! MinMax is identical in both modes and equal to ORT's (`moving_average` = ORT's mean of per-batch
+//! minima/maxima within one `collect_data` call; ORT's 0.01 constant only blends the results of
+//! separate `collect_data` calls, which is order-dependent and not mergeable, so it is not offered).
+
+use crate::CalibError;
+use crate::hist::Histogram;
+use crate::stats::{CalibStats, Summary};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How a range is computed from statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    MinMax,
+    Percentile,
+    Entropy,
+    Mse,
+}
+
+/// Which histogram algorithms to use (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistMode {
+    #[default]
+    Qtool,
+    Ort,
+}
+
+/// Settings of [`compute_ranges`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RangeSettings {
+    pub method: Method,
+    pub mode: HistMode,
+    /// Percentile method: the percentile kept (0..=100). Default 99.999 (ORT's).
+    pub percentile: f64,
+    /// Histogram bins of the ORT layout (Ort mode), and the entropy search's bin budget (both
+    /// modes). Default 2048 (ORT's entropy default of 128 degenerates to min/max).
+    pub num_bins: usize,
+    /// Entropy method: quantized bins. Default 128.
+    pub num_quantized_bins: usize,
+    /// Symmetric range; `None` = ORT's default for the method (true for Percentile, else false).
+    pub symmetric: Option<bool>,
+    /// Per-channel ranges for tensors that have per-channel statistics.
+    pub per_channel: bool,
+    /// MinMax: mean of the per-batch minima/maxima instead of the global ones.
+    pub moving_average: bool,
+    /// MSE: the integer range the error is computed for (default uint8: 0..=255).
+    pub qmin: i32,
+    pub qmax: i32,
+}
+
+impl Default for RangeSettings {
+    fn default() -> Self {
+        RangeSettings {
+            method: Method::MinMax,
+            mode: HistMode::Qtool,
+            percentile: 99.999,
+            num_bins: 2048,
+            num_quantized_bins: 128,
+            symmetric: None,
+            per_channel: false,
+            moving_average: false,
+            qmin: 0,
+            qmax: 255,
+        }
+    }
+}
+
+impl RangeSettings {
+    fn symmetric(&self) -> bool {
+        self.symmetric.unwrap_or(self.method == Method::Percentile)
+    }
+
+    fn validate(&self) -> Result<(), CalibError> {
+        let bad = |m: String| Err(CalibError::Settings(m));
+        if !(0.0..=100.0).contains(&self.percentile) {
+            return bad(format!(
+                "percentile must be in [0, 100], got {}",
+                self.percentile
+            ));
+        }
+        if self.num_bins < 2 {
+            return bad(format!(
+                "num_bins must be at least 2, got {}",
+                self.num_bins
+            ));
+        }
+        if self.num_quantized_bins < 2 {
+            return bad(format!(
+                "num_quantized_bins must be at least 2, got {}",
+                self.num_quantized_bins
+            ));
+        }
+        if self.qmax <= self.qmin {
+            return bad(format!(
+                "qmax ({}) must be above qmin ({})",
+                self.qmax, self.qmin
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The range of one tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TensorRange {
+    PerTensor {
+        min: f32,
+        max: f32,
+    },
+    PerChannel {
+        min: Vec<f32>,
+        max: Vec<f32>,
+        axis: usize,
+    },
+}
+
+/// Ranges of every tensor with finite values, and warnings (tensors skipped, non-finite values).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ranges {
+    pub ranges: BTreeMap<String, TensorRange>,
+    pub warnings: Vec<String>,
+}
+
+impl Ranges {
+    /// `{"tensor": {"min": .., "max": ..}}` (per channel: arrays and the axis), sorted by name.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.ranges).expect("ranges serialize")
+    }
+}
+
+/// Computes the range of every tensor of `stats`.
+pub fn compute_ranges(stats: &CalibStats, s: &RangeSettings) -> Result<Ranges, CalibError> {
+    s.validate()?;
+    let mut out = Ranges::default();
+    for (name, t) in &stats.tensors {
+        if t.non_finite() > 0 {
+            out.warnings.push(format!(
+                "tensor '{name}': {} NaN, {} +Inf, {} -Inf values were excluded",
+                t.nan, t.pos_inf, t.neg_inf
+            ));
+        }
+        let Some((lo, hi)) = summary_range(&t.all, s, name)? else {
+            out.warnings
+                .push(format!("tensor '{name}': no finite values, no range"));
+            continue;
+        };
+        let r = match (&t.per_channel, s.per_channel) {
+            (Some(pc), true) => {
+                let (mut mins, mut maxs) = (Vec::new(), Vec::new());
+                for (c, cs) in pc.channels.iter().enumerate() {
+                    let (a, b) = summary_range(cs, s, &format!("{name}[channel {c}]"))?
+                        .unwrap_or((0.0, 0.0));
+                    mins.push(a as f32);
+                    maxs.push(b as f32);
+                }
+                TensorRange::PerChannel {
+                    min: mins,
+                    max: maxs,
+                    axis: pc.axis,
+                }
+            }
+            _ => TensorRange::PerTensor {
+                min: lo as f32,
+                max: hi as f32,
+            },
+        };
+        out.ranges.insert(name.clone(), r);
+    }
+    Ok(out)
+}
+
+/// The range of one stream of values, `None` without finite values.
+pub fn summary_range(
+    sum: &Summary,
+    s: &RangeSettings,
+    what: &str,
+) -> Result<Option<(f64, f64)>, CalibError> {
+    let Some((min, max)) = sum.range() else {
+        return Ok(None);
+    };
+    let sym = s.symmetric();
+    if s.method == Method::MinMax {
+        let (lo, hi) = if s.moving_average {
+            sum.batch_mean_range().expect("finite values seen")
+        } else {
+            (min, max)
+        };
+        let (lo, hi) = if s.moving_average {
+            (lo as f32 as f64, hi as f32 as f64)
+        } else {
+            (lo, hi)
+        };
+        return Ok(Some(if sym {
+            let a = lo.abs().max(hi.abs());
+            (-a, a)
+        } else {
+            (lo, hi)
+        }));
+    }
+    let Some(h) = sum.hist.as_ref().filter(|h| !h.is_empty()) else {
+        return Err(CalibError::Tensor {
+            tensor: what.to_string(),
+            msg: format!(
+                "the {:?} method needs a histogram, and the statistics have none (collect with histograms on)",
+                s.method
+            ),
+        });
+    };
+    let clip = |(lo, hi): (f64, f64)| (lo.max(min), hi.min(max));
+    Ok(Some(match (s.method, s.mode) {
+        (Method::Percentile, HistMode::Ort) => {
+            let (hist, edges) = if sym {
+                ort_abs_hist(sum, h, s.num_bins)
+            } else {
+                ort_value_hist(sum, h, s.num_bins)
+            };
+            clip_f32(ort_percentile(&hist, &edges, s.percentile, sym), min, max)
+        }
+        (Method::Entropy, HistMode::Ort) => {
+            let (hist, edges) = ort_value_hist(sum, h, s.num_bins);
+            clip_f32(ort_entropy(&hist, &edges, s.num_quantized_bins), min, max)
+        }
+        (Method::Percentile, HistMode::Qtool) => clip(qtool_percentile(sum, h, s.percentile, sym)),
+        (Method::Entropy, HistMode::Qtool) => {
+            clip(qtool_entropy(h, s.num_bins, s.num_quantized_bins))
+        }
+        (Method::Mse, _) => clip(mse_range(sum, h, sym, s.qmin, s.qmax)),
+        (Method::MinMax, _) => unreachable!("handled above"),
+    }))
+}
+
+/// ORT clips thresholds (f32) to the observed min/max.
+fn clip_f32((lo, hi): (f32, f32), min: f64, max: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (lo as f64, hi as f64);
+    if lo < min as f32 as f64 {
+        lo = min;
+    }
+    if hi > max as f32 as f64 {
+        hi = max;
+    }
+    (lo, hi)
+}
+
+/// numpy's `histogram` edges for `n` bins over `[lo, hi]` (degenerate ranges widened by 0.5 on
+/// each side, as numpy does), as f32 like ORT's.
+fn np_edges(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+    let (lo, hi) = if lo == hi {
+        (lo as f64 - 0.5, hi as f64 + 0.5)
+    } else {
+        (lo as f64, hi as f64)
+    };
+    let step = (hi - lo) / n as f64;
+    (0..=n)
+        .map(|i| {
+            if i == n {
+                hi as f32
+            } else {
+                (lo + i as f64 * step) as f32
+            }
+        })
+        .collect()
+}
+
+/// Re-bins fine bins `(centre, count)` onto `edges` by centre.
+fn rebin_by_centre(fine: impl Iterator<Item = (f64, u64)>, edges: &[f32]) -> Vec<u64> {
+    let n = edges.len() - 1;
+    let (lo, hi) = (edges[0] as f64, edges[n] as f64);
+    let mut out = vec![0u64; n];
+    for (c, cnt) in fine {
+        if cnt == 0 {
+            continue;
+        }
+        let j = ((c - lo) / (hi - lo) * n as f64).floor();
+        let j = if j.is_nan() {
+            0
+        } else {
+            (j.max(0.0) as usize).min(n - 1)
+        };
+        out[j] += cnt;
+    }
+    out
+}
+
+/// ORT's `collect_value` histogram: `n` bins over `[-T, T]`.
+fn ort_value_hist(sum: &Summary, h: &Histogram, n: usize) -> (Vec<u64>, Vec<f32>) {
+    let (min, max) = sum.range().expect("finite values");
+    let t = (min as f32).abs().max((max as f32).abs());
+    let edges = np_edges(-t, t, n);
+    let w = h.width();
+    let fine = h
+        .counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (h.edge(i) + 0.5 * w, c));
+    (rebin_by_centre(fine, &edges), edges)
+}
+
+/// ORT's `collect_absolute_value` histogram: `n` bins of `|x|` over `[min|x|, max|x|]`.
+fn ort_abs_hist(sum: &Summary, h: &Histogram, n: usize) -> (Vec<u64>, Vec<f32>) {
+    let (min, max) = sum.range().expect("finite values");
+    let amax = (min as f32).abs().max((max as f32).abs());
+    let amin = sum.min_abs.expect("finite values").0 as f32;
+    let edges = np_edges(amin, amax, n);
+    let w = h.width();
+    let folded = h.folded_abs();
+    let fine = folded
+        .iter()
+        .enumerate()
+        .map(|(j, &c)| ((j as f64 + 0.5) * w, c));
+    (rebin_by_centre(fine, &edges), edges)
+}
+
+/// numpy `searchsorted(cdf, v)` (side left) on `cumsum(hist / total)`.
+fn cdf_search(hist: &[u64], v: f64) -> usize {
+    let total: u64 = hist.iter().sum();
+    let mut acc = 0f64;
+    for (i, &c) in hist.iter().enumerate() {
+        acc += c as f64 / total as f64;
+        if acc >= v {
+            return i;
+        }
+    }
+    hist.len()
+}
+
+/// ORT's `compute_percentile` (before clipping to min/max).
+pub fn ort_percentile(hist: &[u64], edges: &[f32], percentile: f64, symmetric: bool) -> (f32, f32) {
+    if symmetric {
+        let i = cdf_search(hist, percentile / 100.0);
+        (-edges[i], edges[i])
+    } else {
+        let cut = (100.0 - percentile) / 200.0;
+        let r = cdf_search(hist, 1.0 - cut);
+        let l = cdf_search(hist, cut);
+        (edges[l], edges[r])
+    }
+}
+
+/// ORT's `smooth_distribution` (eps 1e-4); `None` when every entry is 0 or smoothing would make an
+/// entry non-positive (where ORT's asserts fail).
+fn smooth(p: &[f64]) -> Option<Vec<f64>> {
+    const EPS: f64 = 1e-4;
+    let nz = p.iter().filter(|&&v| v == 0.0).count();
+    let nnz = p.len() - nz;
+    if nnz == 0 {
+        return None;
+    }
+    let eps1 = EPS * nz as f64 / nnz as f64;
+    let out: Vec<f64> = p
+        .iter()
+        .map(|&v| if v == 0.0 { EPS } else { v - eps1 })
+        .collect();
+    if out.iter().any(|&v| v <= 0.0) {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+/// KL(p || q) of two unnormalised positive distributions.
+fn kl(p: &[f64], q: &[f64]) -> f64 {
+    let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+    p.iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let (a, b) = (a / sp, b / sq);
+            a * (a / b).ln()
+        })
+        .sum()
+}
+
+/// ORT's `get_entropy_threshold` (before clipping to min/max).
+pub fn ort_entropy(hist: &[u64], edges: &[f32], num_quantized_bins: usize) -> (f32, f32) {
+    let nb = hist.len();
+    let zero = nb / 2;
+    let half_q = num_quantized_bins / 2;
+    if zero < half_q {
+        // ORT fails here (an empty search); the whole histogram is the only sensible answer.
+        return (edges[0], edges[nb]);
+    }
+    let mut best = (
+        f64::INFINITY,
+        (edges[zero - half_q], edges[(zero + half_q + 1).min(nb)]),
+    );
+    for i in half_q..=zero {
+        let start = zero - i;
+        let end = (zero + i + 1).min(nb);
+        let sliced = &hist[start..end];
+        let mut p: Vec<f64> = sliced.iter().map(|&c| c as f64).collect();
+        p[0] += hist[..start].iter().sum::<u64>() as f64;
+        let last = p.len() - 1;
+        p[last] += hist[end..].iter().sum::<u64>() as f64;
+        let nonzero: Vec<bool> = p.iter().map(|&v| v != 0.0).collect();
+        let nq = num_quantized_bins;
+        let m = sliced.len() / nq;
+        let mut quant = vec![0u64; nq];
+        for k in 0..nq {
+            quant[k] = sliced[k * m..k * m + m].iter().sum();
+        }
+        quant[nq - 1] += sliced[nq * m..].iter().sum::<u64>();
+        let mut q = vec![0f64; p.len()];
+        for k in 0..nq {
+            let norm = nonzero[k * m..k * m + m].iter().filter(|&&b| b).count();
+            if norm != 0 {
+                // ORT assigns the float quotient into an int64 array: truncation.
+                let v = (quant[k] as f64 / norm as f64).trunc();
+                q[k * m..k * m + m].iter_mut().for_each(|x| *x = v);
+            }
+        }
+        let div = match (smooth(&p), smooth(&q)) {
+            (Some(p), Some(q)) => kl(&p, &q),
+            _ => f64::INFINITY,
+        };
+        // np.argmin: the first minimum (an all-inf search keeps the first candidate).
+        if div < best.0 {
+            best = (div, (edges[start], edges[end]));
+        }
+    }
+    best.1
+}
+
+/// qtool's percentile on the mergeable histogram (upper bin edges, see the module docs).
+fn qtool_percentile(sum: &Summary, h: &Histogram, percentile: f64, symmetric: bool) -> (f64, f64) {
+    let (min, max) = sum.range().expect("finite values");
+    let total = h.total() as f64;
+    let w = h.width();
+    let first_reaching = |counts: &[u64], target: f64| -> usize {
+        let mut acc = 0u64;
+        for (i, &c) in counts.iter().enumerate() {
+            acc += c;
+            if acc as f64 >= target {
+                return i;
+            }
+        }
+        counts.len() - 1
+    };
+    if symmetric {
+        let folded = h.folded_abs();
+        let j = first_reaching(&folded, percentile / 100.0 * total);
+        let t = ((j + 1) as f64 * w).min(min.abs().max(max.abs()));
+        (-t, t)
+    } else {
+        let cut = (100.0 - percentile) / 200.0;
+        let l = first_reaching(&h.counts, cut * total);
+        let r = first_reaching(&h.counts, (1.0 - cut) * total);
+        (h.edge(l), h.edge(r + 1))
+    }
+}
+
+/// The histogram regrouped symmetrically around zero into at most about `num_bins` bins:
+/// (counts, bin width); zero is the edge in the middle.
+fn symmetric_grouped(h: &Histogram, num_bins: usize) -> (Vec<u64>, f64) {
+    let end = h.start + h.counts.len() as i64;
+    let k = (-h.start).max(end).max(1) as usize; // native bins on each side of zero
+    let f = (2 * k).div_ceil(num_bins.max(2)).max(1);
+    let k = k.div_ceil(f) * f;
+    let m = k / f;
+    let mut out = vec![0u64; 2 * m];
+    for (i, &c) in h.counts.iter().enumerate() {
+        let idx = h.start + i as i64 + k as i64; // 0..2k
+        out[(idx as usize) / f] += c;
+    }
+    (out, h.width() * f as f64)
+}
+
+/// qtool's entropy (TensorRT) search: ORT's search (its candidate windows and KL definition) on the
+/// mergeable histogram regrouped exactly, symmetrically around zero, into at most about
+/// `num_bins` bins (the bin edges are multiples of a power-of-two-based width, so the thresholds do
+/// not depend on how the samples were split into shards).
+fn qtool_entropy(h: &Histogram, num_bins: usize, nq: usize) -> (f64, f64) {
+    let (hist, w) = symmetric_grouped(h, num_bins);
+    let m = hist.len() / 2;
+    let edges: Vec<f32> = (0..=hist.len())
+        .map(|i| ((i as f64 - m as f64) * w) as f32)
+        .collect();
+    let (lo, hi) = ort_entropy(&hist, &edges, nq);
+    (lo as f64, hi as f64)
+}
+
+/// The range in `[lo, hi]` (containing 0) minimising the expected quantization error of the
+/// histogram for the integer range `qmin..=qmax`: values inside cost `step^2 / 12`, values outside
+/// their squared distance to the clipping bound (each bin's values taken as uniform over the bin:
+/// a bin `[a, a + w)` at distance `u = a - bound >= 0` costs `u^2 + u w + w^2 / 3` a value, summed
+/// with prefix sums). Candidate bounds are the bin edges (histograms regrouped exactly to at most
+/// 4096 bins of `|x|` when symmetric, 1024 signed bins otherwise) and the exact min/max.
+fn mse_range(sum: &Summary, h: &Histogram, symmetric: bool, qmin: i32, qmax: i32) -> (f64, f64) {
+    let (min, max) = sum.range().expect("finite values");
+    let levels = (qmax - qmin) as f64;
+    if symmetric {
+        let folded = h.folded_abs();
+        let f = folded.len().div_ceil(4096).max(1);
+        let w = h.width() * f as f64;
+        let counts: Vec<f64> = folded
+            .chunks(f)
+            .map(|c| c.iter().sum::<u64>() as f64)
+            .collect();
+        let n = counts.len();
+        // suffix sums of n, n a, n a^2 (a = lower edge)
+        let (mut s0, mut s1, mut s2) = (vec![0f64; n + 1], vec![0f64; n + 1], vec![0f64; n + 1]);
+        for k in (0..n).rev() {
+            let a = k as f64 * w;
+            s0[k] = s0[k + 1] + counts[k];
+            s1[k] = s1[k + 1] + counts[k] * a;
+            s2[k] = s2[k + 1] + counts[k] * a * a;
+        }
+        let amax = min.abs().max(max.abs());
+        let total = s0[0];
+        let mut best = (total * (2.0 * amax / levels).powi(2) / 12.0, amax);
+        for j in (1..n).rev() {
+            let t = j as f64 * w;
+            if t >= amax {
+                continue;
+            }
+            let step = 2.0 * t / levels;
+            let inside = total - s0[j];
+            let out = s2[j] - 2.0 * t * s1[j]
+                + t * t * s0[j]
+                + w * (s1[j] - t * s0[j])
+                + w * w / 3.0 * s0[j];
+            let err = inside * step * step / 12.0 + out;
+            if err < best.0 {
+                best = (err, t);
+            }
+        }
+        (-best.1, best.1)
+    } else {
+        let len = h.counts.len();
+        let (a0, w, counts) = h.grouped(len.div_ceil(1024).max(1));
+        let counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+        let n = counts.len();
+        let edge = |e: usize| a0 + e as f64 * w;
+        // prefix sums over bins < e of n, n b, n b^2 (b = upper edge); suffix sums over bins >= e
+        // of n, n a, n a^2 (a = lower edge).
+        let (mut p0, mut p1, mut p2) = (vec![0f64; n + 1], vec![0f64; n + 1], vec![0f64; n + 1]);
+        for k in 0..n {
+            let b = edge(k + 1);
+            p0[k + 1] = p0[k] + counts[k];
+            p1[k + 1] = p1[k] + counts[k] * b;
+            p2[k + 1] = p2[k] + counts[k] * b * b;
+        }
+        let (mut s0, mut s1, mut s2) = (vec![0f64; n + 1], vec![0f64; n + 1], vec![0f64; n + 1]);
+        for k in (0..n).rev() {
+            let a = edge(k);
+            s0[k] = s0[k + 1] + counts[k];
+            s1[k] = s1[k + 1] + counts[k] * a;
+            s2[k] = s2[k + 1] + counts[k] * a * a;
+        }
+        let total = p0[n];
+        // (edge index, bound): index 0 / n mean "nothing clipped" with the exact min / max.
+        let los: Vec<(usize, f64)> = std::iter::once((0, min))
+            .chain(
+                (1..n)
+                    .filter(|&e| edge(e) <= 0.0 && edge(e) > min)
+                    .map(|e| (e, edge(e))),
+            )
+            .collect();
+        let his: Vec<(usize, f64)> = std::iter::once((n, max))
+            .chain(
+                (1..n)
+                    .rev()
+                    .filter(|&e| edge(e) >= 0.0 && edge(e) < max)
+                    .map(|e| (e, edge(e))),
+            )
+            .collect();
+        let mut best = (f64::INFINITY, (min, max));
+        for &(el, lo) in &los {
+            let below = if el == 0 {
+                0.0
+            } else {
+                lo * lo * p0[el] - 2.0 * lo * p1[el]
+                    + p2[el]
+                    + w * (lo * p0[el] - p1[el])
+                    + w * w / 3.0 * p0[el]
+            };
+            for &(eh, hi) in &his {
+                let above = if eh == n {
+                    0.0
+                } else {
+                    s2[eh] - 2.0 * hi * s1[eh]
+                        + hi * hi * s0[eh]
+                        + w * (s1[eh] - hi * s0[eh])
+                        + w * w / 3.0 * s0[eh]
+                };
+                let step = (hi.max(0.0) - lo.min(0.0)) / levels;
+                let inside = total
+                    - (if el == 0 { 0.0 } else { p0[el] })
+                    - (if eh == n { 0.0 } else { s0[eh] });
+                let err = inside * step * step / 12.0 + below + above;
+                if err < best.0 {
+                    best = (err, (lo, hi));
+                }
+            }
+        }
+        best.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn np_edges_match_numpy_layout() {
+        let e = np_edges(-1.0, 1.0, 4);
+        assert_eq!(e, vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
+        assert_eq!(np_edges(2.0, 2.0, 2), vec![1.5, 2.0, 2.5]);
+    }
+
+    #[test]
+    fn ort_entropy_with_equal_bins_is_the_whole_range() {
+        let hist = vec![1u64; 128];
+        let edges = np_edges(-1.0, 1.0, 128);
+        // ORT's defaults (128 bins, 128 quantized bins) leave one candidate: index 0..128.
+        assert_eq!(ort_entropy(&hist, &edges, 128), (-1.0, 1.0));
+    }
+}
