@@ -154,21 +154,30 @@ impl Histogram {
         (first as f64 * w, w, out)
     }
 
-    /// The histogram of `|x|` at the same width: bin `j` covers `(j w, (j+1) w]` for the negative
-    /// values and `[j w, (j+1) w)` for the others. Returns counts from `j = 0`.
-    pub fn folded_abs(&self) -> Vec<u64> {
-        let mut out: Vec<u64> = Vec::new();
+    /// The histogram of `|x|`: bin `j` covers `(j w, (j+1) w]` for the negative values and
+    /// `[j w, (j+1) w)` for the others, counts from `j = 0`. The width `w` is this histogram's width
+    /// times the smallest power of two that keeps the result within [`FOLDED_MAX_BINS`] bins (a narrow
+    /// range far from zero would otherwise need billions of empty bins down to zero). Returns
+    /// `(w, counts)`.
+    pub fn folded_abs(&self) -> (f64, Vec<u64>) {
+        let last = self.start + self.counts.len() as i64 - 1;
+        let jmax = [self.start, last].iter().map(|&k| if k >= 0 { k } else { -k - 1 }).max().unwrap_or(0) as u64;
+        let mut shift = 0u32;
+        while (jmax >> shift) + 1 > FOLDED_MAX_BINS as u64 {
+            shift += 1;
+        }
+        let mut out: Vec<u64> = vec![0; if self.counts.is_empty() { 0 } else { (jmax >> shift) as usize + 1 }];
         for (i, &c) in self.counts.iter().enumerate() {
             let k = self.start + i as i64;
-            let j = if k >= 0 { k } else { -k - 1 } as usize;
-            if j >= out.len() {
-                out.resize(j + 1, 0);
-            }
-            out[j] += c;
+            let j = (if k >= 0 { k } else { -k - 1 }) as u64 >> shift;
+            out[j as usize] += c;
         }
-        out
+        (self.width() * (1u64 << shift) as f64, out)
     }
 }
+
+/// Most bins [`Histogram::folded_abs`] returns.
+pub const FOLDED_MAX_BINS: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {
@@ -209,6 +218,22 @@ mod tests {
         let h = build(&[-1.5, -0.25, 0.0, 0.5, 1.0], 16);
         assert_eq!(h.width(), 0.25);
         assert_eq!(h.start, -6);
-        assert_eq!(h.folded_abs(), vec![2, 0, 1, 0, 1, 1]);
+        assert_eq!(h.folded_abs(), (0.25, vec![2, 0, 1, 0, 1, 1]));
+    }
+
+    /// A narrow range far from zero (a constant-valued tensor) folds into a bounded number of bins
+    /// instead of one bin per width step down to zero.
+    #[test]
+    fn fold_of_a_narrow_far_range_is_bounded() {
+        let h = build(&[5.0, 5.0, 5.0 + 1e-6], 2048);
+        let (w, counts) = h.folded_abs();
+        assert!(counts.len() <= FOLDED_MAX_BINS, "{}", counts.len());
+        assert_eq!(counts.iter().sum::<u64>(), 3);
+        let j = counts.iter().position(|&c| c > 0).unwrap();
+        assert!((j as f64 * w..(j + 1) as f64 * w).contains(&5.0));
+        let neg = build(&[-7.0, -7.0], 2048);
+        let (w, counts) = neg.folded_abs();
+        let j = counts.iter().position(|&c| c > 0).unwrap();
+        assert!(j as f64 * w <= 7.0 && 7.0 <= (j + 1) as f64 * w);
     }
 }

@@ -326,8 +326,7 @@ fn ort_abs_hist(sum: &Summary, h: &Histogram, n: usize) -> (Vec<u64>, Vec<f32>) 
     let amax = (min as f32).abs().max((max as f32).abs());
     let amin = sum.min_abs.expect("finite values").0 as f32;
     let edges = np_edges(amin, amax, n);
-    let w = h.width();
-    let folded = h.folded_abs();
+    let (w, folded) = h.folded_abs();
     let fine = folded
         .iter()
         .enumerate()
@@ -448,7 +447,6 @@ pub fn ort_entropy(hist: &[u64], edges: &[f32], num_quantized_bins: usize) -> (f
 fn qtool_percentile(sum: &Summary, h: &Histogram, percentile: f64, symmetric: bool) -> (f64, f64) {
     let (min, max) = sum.range().expect("finite values");
     let total = h.total() as f64;
-    let w = h.width();
     let first_reaching = |counts: &[u64], target: f64| -> usize {
         let mut acc = 0u64;
         for (i, &c) in counts.iter().enumerate() {
@@ -460,7 +458,7 @@ fn qtool_percentile(sum: &Summary, h: &Histogram, percentile: f64, symmetric: bo
         counts.len() - 1
     };
     if symmetric {
-        let folded = h.folded_abs();
+        let (w, folded) = h.folded_abs();
         let j = first_reaching(&folded, percentile / 100.0 * total);
         let t = ((j + 1) as f64 * w).min(min.abs().max(max.abs()));
         (-t, t)
@@ -512,9 +510,9 @@ fn mse_range(sum: &Summary, h: &Histogram, symmetric: bool, qmin: i32, qmax: i32
     let (min, max) = sum.range().expect("finite values");
     let levels = (qmax - qmin) as f64;
     if symmetric {
-        let folded = h.folded_abs();
+        let (fw, folded) = h.folded_abs();
         let f = folded.len().div_ceil(4096).max(1);
-        let w = h.width() * f as f64;
+        let w = fw * f as f64;
         let counts: Vec<f64> = folded
             .chunks(f)
             .map(|c| c.iter().sum::<u64>() as f64)

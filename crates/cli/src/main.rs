@@ -48,6 +48,80 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Collect calibration statistics of a model over a data set (one streaming pass, bounded
+    /// memory), or compute activation ranges from saved statistics with --from-stats.
+    ///
+    /// Data: an .npy file (first axis = samples), an .npz (keys = input names), a directory of .npy
+    /// files, ONNX test-data directories (test_data_set_*/input_N.pb), or a folder of PNG/JPEG images
+    /// (resized to the model's static input size, scaled to [0, 1]).
+    Calibrate {
+        /// The FP32 ONNX model (not needed with --from-stats).
+        model: Option<PathBuf>,
+        /// The calibration data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Range method: minmax, percentile, entropy or mse. Statistics files keep histograms unless
+        /// the method is minmax, so one file serves every method later.
+        #[arg(long, default_value = "entropy")]
+        method: String,
+        /// Keep per-channel activation statistics (axis 1) too.
+        #[arg(long)]
+        per_channel_activations: bool,
+        /// Use at most N samples.
+        #[arg(long)]
+        samples: Option<usize>,
+        /// Shuffle the samples with this seed (deterministic) before taking --samples.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Process only shard I of N (I/N, e.g. 0/4); merge the shards with `qtool stats merge`.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Write the statistics to this file.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Read statistics from this file instead of running the model.
+        #[arg(long)]
+        from_stats: Option<PathBuf>,
+        /// Write ranges (tensor name -> min, max) as JSON to this file.
+        #[arg(long)]
+        ranges: Option<PathBuf>,
+        /// Compute ranges with ONNX Runtime's histogram algorithms (for parity checks).
+        #[arg(long)]
+        ort: bool,
+        /// Percentile kept by the percentile method (default 99.999).
+        #[arg(long)]
+        percentile: Option<f64>,
+    },
+    /// Operations on calibration statistics files.
+    Stats {
+        #[command(subcommand)]
+        cmd: StatsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatsCmd {
+    /// Merge statistics of shards (exactly: the result equals one run over all the samples).
+    Merge {
+        /// The statistics files to merge.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The merged statistics file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s.split_once('/').with_context(|| format!("--shard takes I/N, got '{s}'"))?;
+    let (i, n): (usize, usize) = (i.trim().parse().with_context(|| format!("--shard: bad index '{i}'"))?, n.trim().parse().with_context(|| format!("--shard: bad count '{n}'"))?);
+    if n == 0 || i >= n {
+        anyhow::bail!("--shard {i}/{n}: the index must be below the count");
+    }
+    Ok((i, n))
 }
 
 fn init_logging() {
@@ -65,6 +139,59 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", report.to_text());
             }
+        }
+        Cmd::Calibrate { model, data, method, per_channel_activations, samples, seed, shard, threads, output, from_stats, ranges, ort, percentile } => {
+            use qtool_pipeline::calibrate as cal;
+            let method = cal::parse_method(&method)?;
+            let stats = match from_stats {
+                Some(p) => qtool_pipeline::calib::CalibStats::load(&p)?,
+                None => {
+                    let model = model.context("give the MODEL to calibrate (or --from-stats)")?;
+                    let data = data.context("give the calibration data with --data PATH")?;
+                    if output.is_none() && ranges.is_none() {
+                        anyhow::bail!("nothing to write: give -o STATS and/or --ranges OUT.json");
+                    }
+                    let m = qtool_pipeline::onnx::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;
+                    let settings = cal::CalibrateSettings {
+                        histograms: method != qtool_pipeline::calib::Method::MinMax,
+                        per_channel_activations,
+                        samples,
+                        seed,
+                        shard: shard.as_deref().map(parse_shard).transpose()?,
+                        threads,
+                    };
+                    let bar = indicatif::ProgressBar::new(0);
+                    bar.set_style(indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} samples {elapsed}").expect("valid template"));
+                    let stats = cal::calibrate(&m, &data, &settings, &mut |done, total| {
+                        if let Some(t) = total {
+                            bar.set_length(t as u64);
+                        }
+                        bar.set_position(done as u64);
+                    })?;
+                    bar.finish_and_clear();
+                    if let Some(o) = &output {
+                        qtool_pipeline::write_atomic(o, &stats.to_bytes())?;
+                        eprintln!("statistics of {} tensors written to {}", stats.tensors.len(), o.display());
+                    }
+                    stats
+                }
+            };
+            if let Some(r) = ranges {
+                let json = cal::ranges_json(&stats, method, ort, per_channel_activations, percentile)?;
+                qtool_pipeline::write_atomic(&r, json.as_bytes())?;
+                eprintln!("ranges written to {}", r.display());
+            }
+        }
+        Cmd::Stats { cmd: StatsCmd::Merge { inputs, output } } => {
+            let mut it = inputs.iter();
+            let first = it.next().expect("clap requires one");
+            let mut acc = qtool_pipeline::calib::CalibStats::load(first)?;
+            for p in it {
+                let s = qtool_pipeline::calib::CalibStats::load(p)?;
+                acc = qtool_pipeline::calib::merge(&acc, &s).with_context(|| format!("merging {}", p.display()))?;
+            }
+            qtool_pipeline::write_atomic(&output, &acc.to_bytes())?;
+            eprintln!("merged {} files into {}", inputs.len(), output.display());
         }
         Cmd::Exec { model, inputs, output_dir, threads } => {
             let m = qtool_pipeline::onnx::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;

@@ -1,0 +1,288 @@
+//! `qdq_to_integer`: rewrites `DQ(x) + DQ(w) → Conv` into `ConvInteger(x_q, w_q, x_zp, w_zp) →
+//! Cast(float) → Mul(x_scale * w_scale[c], shaped [1,M,1,..]) → Add(float bias)`, and
+//! `DQ(a) + DQ(b) → MatMul` into `MatMulInteger → Cast → Mul`. The activation's QuantizeLinear stays
+//! (static activation quantization); the float bias is the dequantized int32 bias when the bias was
+//! quantized, so the result equals what the DequantizeLinear gave.
+
+use crate::qdq_to_qlinear::{Dq, consts, dq_of};
+use crate::util::{add_init, finish, nname, prune_from, tensor};
+use crate::{Pass, PassCx, PassError, PassReport};
+use qtool_ir::{Graph, Model, Node, NodeId, Op, ValueId, ops};
+use qtool_tensor::DType;
+use qtool_tensor::quant::dequantize;
+use serde::Deserialize;
+
+/// Options of `qdq_to_integer`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QdqToIntegerOptions {
+    /// Convert MatMul to MatMulInteger (default true).
+    pub matmul: bool,
+}
+
+impl Default for QdqToIntegerOptions {
+    fn default() -> Self {
+        QdqToIntegerOptions { matmul: true }
+    }
+}
+
+/// The `qdq_to_integer` pass.
+#[derive(Debug)]
+pub struct QdqToInteger {
+    opts: QdqToIntegerOptions,
+}
+
+impl QdqToInteger {
+    pub fn new(opts: QdqToIntegerOptions) -> Result<Self, PassError> {
+        Ok(QdqToInteger { opts })
+    }
+}
+
+/// Checks the DQ pair shared by both rewrites; returns (x scale, w scales).
+fn scales(g: &Graph, x: &Dq, w: &Dq) -> Result<(f32, Vec<f32>), String> {
+    let xs = consts(g, x.scale).ok_or("input scale is not constant")?;
+    if xs.len() != 1 {
+        return Err("input scale is not per tensor".into());
+    }
+    if x.zp.is_none() || w.zp.is_none() {
+        return Err("a zero-point is absent".into());
+    }
+    g.initializer(w.q)
+        .ok_or("quantized weight is not an initializer")?;
+    let ws = consts(g, w.scale).ok_or("weight scale is not constant")?;
+    Ok((xs[0], ws))
+}
+
+/// The float bias values of `b`: a float constant, or a DequantizeLinear of an int32 constant.
+fn float_bias(g: &Graph, b: ValueId) -> Result<Vec<f32>, String> {
+    if let Some(v) = consts(g, b) {
+        return Ok(v);
+    }
+    let d = dq_of(g, Some(b)).ok_or("bias is neither constant nor dequantized")?;
+    let q = g
+        .initializer(d.q)
+        .and_then(crate::util::i64s)
+        .ok_or("quantized bias is not constant")?;
+    let s = consts(g, d.scale).ok_or("bias scale is not constant")?;
+    let z = match d.zp {
+        Some(z) => consts(g, z).ok_or("bias zero-point is not constant")?,
+        None => vec![0.0],
+    };
+    let pick = |v: &[f32], i: usize| v[if v.len() == 1 { 0 } else { i }];
+    Ok(q.iter()
+        .enumerate()
+        .map(|(i, &qv)| dequantize(qv as i32, pick(&s, i), pick(&z, i) as i32))
+        .collect())
+}
+
+impl QdqToInteger {
+    fn conv(&self, g: &mut Graph, n: NodeId) -> Result<String, String> {
+        let node = g.node(n);
+        let Op::Conv(c) = node.op() else {
+            unreachable!()
+        };
+        let c = c.clone();
+        let x = dq_of(g, node.input(0)).ok_or("input is not dequantized")?;
+        let w = dq_of(g, node.input(1)).ok_or("weight is not dequantized")?;
+        let (xs, ws) = scales(g, &x, &w)?;
+        if ws.len() > 1 && w.axis.unwrap_or(1) != 0 {
+            return Err("weight is not quantized along axis 0".into());
+        }
+        let wt = g.initializer(w.q).expect("checked");
+        let rank = wt.dims.len();
+        let m = wt.dims[0] as usize;
+        let bias = node.input(2).map(|b| float_bias(g, b)).transpose()?;
+        if bias.as_ref().is_some_and(|b| b.len() != m) {
+            return Err("bias length is not the number of output channels".into());
+        }
+        let mut bshape = vec![1usize; rank];
+        bshape[1] = m;
+        let mult: Vec<f32> = (0..m)
+            .map(|i| xs * ws[if ws.len() == 1 { 0 } else { i }])
+            .collect();
+        let (mult, mshape) = if ws.len() == 1 {
+            (vec![mult[0]], vec![])
+        } else {
+            (mult, bshape.clone())
+        };
+        let ci = ops::ConvInteger {
+            auto_pad: c.auto_pad,
+            dilations: c.dilations,
+            group: c.group,
+            kernel_shape: c.kernel_shape,
+            pads: c.pads,
+            strides: c.strides,
+        };
+        let ins = [Some(x.q), Some(w.q), x.zp, w.zp];
+        self.chain(
+            g,
+            n,
+            Node::new(ci, format!("{}_ConvInteger", nname(g, n))),
+            &ins,
+            mult,
+            &mshape,
+            bias.map(|b| (b, bshape)),
+        );
+        Ok("became ConvInteger + Cast + Mul".into())
+    }
+
+    fn matmul(&self, g: &mut Graph, n: NodeId) -> Result<String, String> {
+        let node = g.node(n);
+        let a = dq_of(g, node.input(0)).ok_or("input A is not dequantized")?;
+        let b = dq_of(g, node.input(1)).ok_or("input B is not dequantized")?;
+        let (xs, ws) = scales(g, &a, &b)?;
+        let bt = g.initializer(b.q).expect("checked");
+        if ws.len() > 1 && (bt.dims.len() != 2 || !matches!(b.axis, Some(1) | Some(-1))) {
+            return Err("B is not per tensor nor per column of a 2-D matrix".into());
+        }
+        let mult: Vec<f32> = ws.iter().map(|&s| xs * s).collect();
+        let mshape = if ws.len() == 1 {
+            vec![]
+        } else {
+            vec![ws.len()]
+        };
+        let ins = [Some(a.q), Some(b.q), a.zp, b.zp];
+        self.chain(
+            g,
+            n,
+            Node::new(
+                ops::MatMulInteger {},
+                format!("{}_MatMulInteger", nname(g, n)),
+            ),
+            &ins,
+            mult,
+            &mshape,
+            None,
+        );
+        Ok("became MatMulInteger + Cast + Mul".into())
+    }
+
+    /// Replaces node `n` by `int_node → Cast → Mul(mult) [→ Add(bias)]`, writing `n`'s output.
+    fn chain(
+        &self,
+        g: &mut Graph,
+        n: NodeId,
+        int_node: Node,
+        ins: &[Option<ValueId>],
+        mult: Vec<f32>,
+        mshape: &[usize],
+        bias: Option<(Vec<f32>, Vec<usize>)>,
+    ) {
+        let base = nname(g, n);
+        let y = g.node(n).output(0).expect("one output");
+        let feeders: Vec<NodeId> = g
+            .node(n)
+            .inputs()
+            .iter()
+            .flatten()
+            .filter_map(|v| g.producer(*v))
+            .collect();
+        let acc = g.add_fresh_value(&format!("{base}_int32"));
+        g.insert_node_before(n, int_node, ins, &[Some(acc)])
+            .expect("fresh");
+        let accf = g.add_fresh_value(&format!("{base}_float"));
+        let cast = ops::Cast {
+            to: Some(DType::F32 as i64),
+            ..Default::default()
+        };
+        let cn = g
+            .insert_node_before(
+                n,
+                Node::new(cast, format!("{base}_Cast")),
+                &[Some(acc)],
+                &[Some(accf)],
+            )
+            .expect("fresh");
+        let mv = add_init(g, &format!("{base}_multiplier"), tensor(mshape, mult));
+        let bias_init =
+            bias.map(|(b, s)| add_init(g, &format!("{base}_bias_float"), tensor(&s, b)));
+        g.remove_node(n);
+        match bias_init {
+            Some(bv) => {
+                let scaled = g.add_fresh_value(&format!("{base}_scaled"));
+                let mn = g
+                    .insert_node_after(
+                        cn,
+                        Node::new(ops::Mul {}, format!("{base}_Mul")),
+                        &[Some(accf), Some(mv)],
+                        &[Some(scaled)],
+                    )
+                    .expect("fresh");
+                g.insert_node_after(
+                    mn,
+                    Node::new(ops::Add {}, format!("{base}_Add")),
+                    &[Some(scaled), Some(bv)],
+                    &[Some(y)],
+                )
+                .expect("freed");
+            }
+            None => {
+                g.insert_node_after(
+                    cn,
+                    Node::new(ops::Mul {}, format!("{base}_Mul")),
+                    &[Some(accf), Some(mv)],
+                    &[Some(y)],
+                )
+                .expect("freed");
+            }
+        }
+        for f in feeders {
+            prune_from(g, f);
+        }
+    }
+}
+
+impl Pass for QdqToInteger {
+    fn name(&self) -> &'static str {
+        "qdq_to_integer"
+    }
+
+    fn run(&self, model: &mut Model, _cx: &PassCx) -> Result<PassReport, PassError> {
+        let g = &mut model.graph;
+        let mut report = PassReport::default();
+        for n in g.node_ids().to_vec() {
+            if !g.contains_node(n) {
+                continue;
+            }
+            let name = nname(g, n);
+            let op_type = g.node(n).op().op_type().to_string();
+            let r = match g.node(n).op() {
+                Op::Conv(_) => self.conv(g, n),
+                Op::MatMul(_) if self.opts.matmul => self.matmul(g, n),
+                _ => continue,
+            };
+            match r {
+                Ok(what) => report.rewrite(name, what),
+                Err(why) => report.skip(name, op_type, why),
+            }
+        }
+        finish(self.name(), g)?;
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+
+    #[test]
+    fn conv_and_matmul_become_integer_ops() {
+        let mut m = crate::qdq_to_qlinear::tests::qdq_conv_matmul();
+        let rep = run(&QdqToInteger::new(Default::default()).unwrap(), &mut m);
+        assert_eq!(rep.rewritten.len(), 2, "{rep}");
+        insta::assert_snapshot!(show(&m, &rep));
+        // The multiplier is x_scale * w_scale[c]; the float bias the dequantized int32 bias.
+        let g = &m.graph;
+        use qtool_tensor::quant::{QScheme, compute_scale_zp};
+        let xs = compute_scale_zp(-1.0, 1.0, QScheme::U8_ASYM).scale;
+        assert_eq!(xs, (2.0f64 / 255.0) as f32);
+        let ws = [(0.5f64 / 127.0) as f32, (0.25f64 / 127.0) as f32];
+        let mult = crate::util::f32s(
+            g.initializer(g.find_value("conv_multiplier").unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(mult, vec![xs * ws[0], xs * ws[1]]);
+    }
+}
