@@ -22,12 +22,26 @@ struct Case {
 
 /// A single Conv model: x [1, c, h, w] → y, weights random.
 #[allow(clippy::too_many_arguments)]
-fn conv_model(c: usize, m: usize, hw: usize, k: usize, stride: usize, group: usize, rng: &mut qtool_testkit::Rng) -> Result<(Model, Vec<(String, Tensor)>, f64)> {
+fn conv_model(
+    c: usize,
+    m: usize,
+    hw: usize,
+    k: usize,
+    stride: usize,
+    group: usize,
+    rng: &mut qtool_testkit::Rng,
+) -> Result<(Model, Vec<(String, Tensor)>, f64)> {
     let pad = k / 2;
     let out_hw = (hw + 2 * pad - k) / stride + 1;
     let mut g = Graph::new("bench");
     let x = g.add_value("x")?;
-    g.inputs.push((x, ValueInfo::of_type(Type::tensor(DType::F32, &[1, c as i64, hw as i64, hw as i64]))));
+    g.inputs.push((
+        x,
+        ValueInfo::of_type(Type::tensor(
+            DType::F32,
+            &[1, c as i64, hw as i64, hw as i64],
+        )),
+    ));
     let w = rng.tensor_f32(&[m, c / group, k, k], -0.1, 0.1);
     let b = rng.tensor_f32(&[m], -0.1, 0.1);
     let wv = g.add_initializer("w", TensorData::from_tensor(&w))?;
@@ -40,11 +54,24 @@ fn conv_model(c: usize, m: usize, hw: usize, k: usize, stride: usize, group: usi
         strides: Some(vec![stride as i64; 2]),
         ..Default::default()
     };
-    g.add_node(Node::new(conv, "conv"), &[Some(x), Some(wv), Some(bv)], &[Some(y)])?;
-    g.outputs.push((y, ValueInfo::of_type(Type::tensor(DType::F32, &[1, m as i64, out_hw as i64, out_hw as i64]))));
+    g.add_node(
+        Node::new(conv, "conv"),
+        &[Some(x), Some(wv), Some(bv)],
+        &[Some(y)],
+    )?;
+    g.outputs.push((
+        y,
+        ValueInfo::of_type(Type::tensor(
+            DType::F32,
+            &[1, m as i64, out_hw as i64, out_hw as i64],
+        )),
+    ));
     let model = Model {
         ir_version: Some(8),
-        opset_import: vec![OpsetId { domain: Some(String::new()), version: Some(13) }],
+        opset_import: vec![OpsetId {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
         producer_name: Some("qtool-bench".into()),
         graph: g,
         ..Default::default()
@@ -54,24 +81,46 @@ fn conv_model(c: usize, m: usize, hw: usize, k: usize, stride: usize, group: usi
     Ok((model, vec![("x".into(), input)], macs))
 }
 
-fn write_case(dir: &Path, name: &str, group: &'static str, model: &Model, inputs: &[(String, Tensor)], macs: Option<f64>) -> Result<Case> {
+fn write_case(
+    dir: &Path,
+    name: &str,
+    group: &'static str,
+    model: &Model,
+    inputs: &[(String, Tensor)],
+    macs: Option<f64>,
+) -> Result<Case> {
     let mp = dir.join(format!("{name}.onnx"));
     let ip = dir.join(format!("{name}.npz"));
     qtool_onnx::save(model, &mp, &qtool_onnx::SaveOptions::default())?;
     qtool_data::npz::write_npz(inputs, std::fs::File::create(&ip)?)?;
-    Ok(Case { name: name.to_string(), group, model: mp, inputs: ip, macs })
+    Ok(Case {
+        name: name.to_string(),
+        group,
+        model: mp,
+        inputs: ip,
+        macs,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Median milliseconds of qtool running the case.
 fn time_qtool(case: &Case, threads: usize, repeat: usize) -> Result<f64> {
     let model = qtool_onnx::load(&case.model)?;
-    let exec = Executor::new(&model, ExecOptions { threads: Some(threads) })?;
+    let exec = Executor::new(
+        &model,
+        ExecOptions {
+            threads: Some(threads),
+        },
+    )?;
     let inputs = qtool_data::load_npz(&case.inputs)?;
     for _ in 0..3 {
         exec.run(inputs.clone())?;
@@ -100,7 +149,10 @@ fn time_ort(python: &Path, cases: &[Case], threads: usize, repeat: usize) -> Res
     }
     let out = cmd.output()?;
     if !out.status.success() {
-        bail!("ort_bench.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "ort_bench.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let mut res = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -118,7 +170,17 @@ pub fn bench_task(filter: Option<&str>, repeat: usize) -> Result<()> {
         // Timings of an unoptimized build mean nothing: run the same task from a release build.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
-        cmd.current_dir(crate::workspace_root()).args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench", "--repeat", &repeat.to_string()]);
+        cmd.current_dir(crate::workspace_root()).args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "xtask",
+            "--",
+            "bench",
+            "--repeat",
+            &repeat.to_string(),
+        ]);
         if let Some(f) = filter {
             cmd.args(["--filter", f]);
         }
@@ -146,9 +208,19 @@ pub fn bench_task(filter: Option<&str>, repeat: usize) -> Result<()> {
     ];
     for &(name, c, m, hw, k, s, grp) in convs {
         let (model, inputs, macs) = conv_model(c, m, hw, k, s, grp, &mut rng)?;
-        cases.push(write_case(dir.path(), name, "fp32 conv", &model, &inputs, Some(macs))?);
+        cases.push(write_case(
+            dir.path(),
+            name,
+            "fp32 conv",
+            &model,
+            &inputs,
+            Some(macs),
+        )?);
     }
-    let mut real: Vec<PathBuf> = std::fs::read_dir(&models_dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    let mut real: Vec<PathBuf> = std::fs::read_dir(&models_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
     real.sort();
     for p in real {
         let name = p.file_stem().unwrap().to_string_lossy().to_string();
@@ -160,21 +232,45 @@ pub fn bench_task(filter: Option<&str>, repeat: usize) -> Result<()> {
         let inputs = crate::interop::make_inputs(&name, &exec, &model)?;
         let ip = dir.path().join(format!("{name}.npz"));
         qtool_data::npz::write_npz(&inputs, std::fs::File::create(&ip)?)?;
-        cases.push(Case { name, group: "fp32 model", model: p.clone(), inputs: ip, macs: None });
+        cases.push(Case {
+            name,
+            group: "fp32 model",
+            model: p.clone(),
+            inputs: ip,
+            macs: None,
+        });
     }
     if let Some(f) = filter {
         cases.retain(|c| c.name.contains(f) || c.group.contains(f));
     }
-    println!("qtool vs ONNX Runtime {} (median of {repeat} runs; ratio = qtool / ORT, < 1 is faster)", "1.32.0");
-    println!("{:<12} {:<24} {:>3} {:>10} {:>10} {:>7} {:>12}", "group", "case", "thr", "qtool ms", "ORT ms", "ratio", "qtool GMAC/s");
+    println!(
+        "qtool vs ONNX Runtime {} (median of {repeat} runs; ratio = qtool / ORT, < 1 is faster)",
+        "1.32.0"
+    );
+    println!(
+        "{:<12} {:<24} {:>3} {:>10} {:>10} {:>7} {:>12}",
+        "group", "case", "thr", "qtool ms", "ORT ms", "ratio", "qtool GMAC/s"
+    );
     for threads in [1usize, 2] {
         eprintln!("timing ORT with {threads} thread(s)...");
         let ort = time_ort(&python, &cases, threads, repeat)?;
         for (c, o) in cases.iter().zip(ort) {
             eprintln!("timing qtool {} ({threads} thread(s))...", c.name);
             let q = time_qtool(c, threads, repeat)?;
-            let gmacs = c.macs.map(|m| format!("{:.1}", m / (q * 1e-3) / 1e9)).unwrap_or_default();
-            println!("{:<12} {:<24} {:>3} {:>10.3} {:>10.3} {:>7.2} {:>12}", c.group, c.name, threads, q, o, q / o, gmacs);
+            let gmacs = c
+                .macs
+                .map(|m| format!("{:.1}", m / (q * 1e-3) / 1e9))
+                .unwrap_or_default();
+            println!(
+                "{:<12} {:<24} {:>3} {:>10.3} {:>10.3} {:>7.2} {:>12}",
+                c.group,
+                c.name,
+                threads,
+                q,
+                o,
+                q / o,
+                gmacs
+            );
         }
     }
     Ok(())

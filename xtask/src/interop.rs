@@ -14,7 +14,11 @@ pub const FP32_REL_L2: f64 = 1e-4;
 /// Input shapes for the real models whose declared inputs have free dimensions.
 fn input_shape(model: &str, input: &str, declared: &[Option<usize>]) -> Result<Vec<usize>> {
     let fixed = |dims: &[usize]| -> Vec<usize> {
-        declared.iter().zip(dims).map(|(d, f)| d.unwrap_or(*f)).collect()
+        declared
+            .iter()
+            .zip(dims)
+            .map(|(d, f)| d.unwrap_or(*f))
+            .collect()
     };
     Ok(match (model, declared.len()) {
         ("ppocrv4_det", 4) => fixed(&[1, 3, 320, 320]),
@@ -22,15 +26,21 @@ fn input_shape(model: &str, input: &str, declared: &[Option<usize>]) -> Result<V
         ("ppocr_mobile_v2_cls", 4) => fixed(&[1, 3, 48, 192]),
         ("nudenet_320n", 4) => fixed(&[1, 3, 320, 320]),
         ("ddddocr_ocr_old", 4) => fixed(&[1, 1, 64, 128]),
-        (_, _) if declared.iter().all(|d| d.is_some()) => declared.iter().map(|d| d.unwrap()).collect(),
-        _ => bail!("no input shape known for {model}:{input} (declared {declared:?}); add it to xtask/src/interop.rs"),
+        (_, _) if declared.iter().all(|d| d.is_some()) => {
+            declared.iter().map(|d| d.unwrap()).collect()
+        }
+        _ => bail!(
+            "no input shape known for {model}:{input} (declared {declared:?}); add it to xtask/src/interop.rs"
+        ),
     })
 }
 
 /// Why a model is not compared, when qtool cannot run it by design (kept short and explicit).
 pub fn excluded(model: &str) -> Option<&'static str> {
     match model {
-        "ddddocr_ocr_old" => Some("uses com.microsoft::DynamicQuantizeLSTM, an ONNX Runtime contrib op outside qtool's op set"),
+        "ddddocr_ocr_old" => Some(
+            "uses com.microsoft::DynamicQuantizeLSTM, an ONNX Runtime contrib op outside qtool's op set",
+        ),
         _ => None,
     }
 }
@@ -55,13 +65,43 @@ struct ImageSpec {
 fn image_spec(model: &str) -> Option<ImageSpec> {
     Some(match model {
         // PaddleOCR: detection uses ImageNet-like normalization, recognition and direction (x - 0.5) / 0.5.
-        "ppocrv4_det" => ImageSpec { file: "page.png", channels: 3, mean: 0.45, std: 0.226, raw: false },
-        "ppocrv4_rec" => ImageSpec { file: "text.png", channels: 3, mean: 0.5, std: 0.5, raw: false },
-        "ppocr_mobile_v2_cls" => ImageSpec { file: "text.png", channels: 3, mean: 0.5, std: 0.5, raw: false },
+        "ppocrv4_det" => ImageSpec {
+            file: "page.png",
+            channels: 3,
+            mean: 0.45,
+            std: 0.226,
+            raw: false,
+        },
+        "ppocrv4_rec" => ImageSpec {
+            file: "text.png",
+            channels: 3,
+            mean: 0.5,
+            std: 0.5,
+            raw: false,
+        },
+        "ppocr_mobile_v2_cls" => ImageSpec {
+            file: "text.png",
+            channels: 3,
+            mean: 0.5,
+            std: 0.5,
+            raw: false,
+        },
         // YOLOv8: x / 255.
-        "nudenet_320n" => ImageSpec { file: "astronaut.png", channels: 3, mean: 0.0, std: 1.0, raw: false },
+        "nudenet_320n" => ImageSpec {
+            file: "astronaut.png",
+            channels: 3,
+            mean: 0.0,
+            std: 1.0,
+            raw: false,
+        },
         // YOLOX-style: raw pixel values.
-        "ddddocr_det" => ImageSpec { file: "coffee.png", channels: 3, mean: 0.0, std: 1.0, raw: true },
+        "ddddocr_det" => ImageSpec {
+            file: "coffee.png",
+            channels: 3,
+            mean: 0.0,
+            std: 1.0,
+            raw: true,
+        },
         _ => return None,
     })
 }
@@ -70,16 +110,27 @@ fn image_spec(model: &str) -> Option<ImageSpec> {
 fn image_tensor(spec: &ImageSpec, shape: &[usize]) -> Result<Tensor> {
     let dir = crate::models::ensure_images()?;
     let path = dir.join(spec.file);
-    let img = image::open(&path).with_context(|| format!("decoding {}", path.display()))?.to_rgb8();
+    let img = image::open(&path)
+        .with_context(|| format!("decoding {}", path.display()))?
+        .to_rgb8();
     let (h, w) = (shape[2], shape[3]);
-    let img = image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Triangle);
+    let img = image::imageops::resize(
+        &img,
+        w as u32,
+        h as u32,
+        image::imageops::FilterType::Triangle,
+    );
     let c = spec.channels.min(shape[1]);
     let mut data = vec![0f32; shape[1] * h * w];
     for ch in 0..shape[1] {
         for y in 0..h {
             for x in 0..w {
                 let p = img.get_pixel(x as u32, y as u32)[ch.min(c - 1).min(2)] as f32;
-                data[(ch * h + y) * w + x] = if spec.raw { p } else { (p / 255.0 - spec.mean) / spec.std };
+                data[(ch * h + y) * w + x] = if spec.raw {
+                    p
+                } else {
+                    (p / 255.0 - spec.mean) / spec.std
+                };
             }
         }
     }
@@ -88,7 +139,11 @@ fn image_tensor(spec: &ImageSpec, shape: &[usize]) -> Result<Tensor> {
 
 /// Deterministic inputs for a model: a real photo preprocessed for it where one is known (see
 /// [`image_spec`]), else uniform values in [0, 1) seeded by the input name.
-pub fn make_inputs(model_name: &str, exec: &Executor, model: &qtool_ir::Model) -> Result<Vec<(String, Tensor)>> {
+pub fn make_inputs(
+    model_name: &str,
+    exec: &Executor,
+    model: &qtool_ir::Model,
+) -> Result<Vec<(String, Tensor)>> {
     let g = &model.graph;
     let mut out = Vec::new();
     for (v, info) in &g.inputs {
@@ -96,7 +151,11 @@ pub fn make_inputs(model_name: &str, exec: &Executor, model: &qtool_ir::Model) -
             continue;
         }
         let name = g.value_name(*v).to_string();
-        let t = info.ty.as_ref().and_then(|t| t.as_tensor()).with_context(|| format!("input {name} is not a tensor"))?;
+        let t = info
+            .ty
+            .as_ref()
+            .and_then(|t| t.as_tensor())
+            .with_context(|| format!("input {name} is not a tensor"))?;
         let declared: Vec<Option<usize>> = t
             .shape
             .as_ref()
@@ -110,10 +169,14 @@ pub fn make_inputs(model_name: &str, exec: &Executor, model: &qtool_ir::Model) -
             })
             .unwrap_or_default();
         let shape = input_shape(model_name, &name, &declared)?;
-        let seed = name.bytes().fold(0xC0FFEEu64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let seed = name.bytes().fold(0xC0FFEEu64, |h, b| {
+            h.wrapping_mul(31).wrapping_add(b as u64)
+        });
         let mut rng = qtool_testkit::Rng::new(seed);
         let tensor = match t.elem {
-            Some(DType::F32) | None if shape.len() == 4 && shape[0] == 1 && image_spec(model_name).is_some() => {
+            Some(DType::F32) | None
+                if shape.len() == 4 && shape[0] == 1 && image_spec(model_name).is_some() =>
+            {
                 image_tensor(&image_spec(model_name).expect("checked"), &shape)?
             }
             Some(DType::F32) | None => rng.tensor_f32(&shape, 0.0, 1.0),
@@ -152,19 +215,37 @@ fn compare_model(python: &Path, path: &Path, work: &Path) -> Result<ModelResult>
     let theirs = qtool_data::load_npz(&out_npz)?;
     let mut outputs = Vec::new();
     for (oname, t) in &ours {
-        let r = theirs.iter().find(|(n, _)| n == oname).with_context(|| format!("ORT gave no output {oname}"))?;
+        let r = theirs
+            .iter()
+            .find(|(n, _)| n == oname)
+            .with_context(|| format!("ORT gave no output {oname}"))?;
         if t.shape() != r.1.shape() {
-            bail!("{name}: output {oname} has shape {:?} in qtool, {:?} in ORT", t.shape(), r.1.shape());
+            bail!(
+                "{name}: output {oname} has shape {:?} in qtool, {:?} in ORT",
+                t.shape(),
+                r.1.shape()
+            );
         }
         outputs.push((oname.clone(), rel_l2(t, &r.1)));
     }
-    Ok(ModelResult { name, outputs, qtool_ms })
+    Ok(ModelResult {
+        name,
+        outputs,
+        qtool_ms,
+    })
 }
 
 /// Relative L2 error of `a` against the reference `b`.
 pub fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let (Some(x), Some(y)) = (a.to_f64_vec(), b.to_f64_vec()) else { return f64::NAN };
-    let num: f64 = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
+    let (Some(x), Some(y)) = (a.to_f64_vec(), b.to_f64_vec()) else {
+        return f64::NAN;
+    };
+    let num: f64 = x
+        .iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q) * (p - q))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
     if den == 0.0 { num } else { num / den }
 }
@@ -173,10 +254,16 @@ pub fn interop_task() -> Result<()> {
     let python = crate::py::ensure_venv()?;
     let models = crate::models::ensure_models()?;
     let work = tempfile::tempdir()?;
-    let mut paths: Vec<_> = std::fs::read_dir(&models)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&models)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
     paths.sort();
     let mut failures = Vec::new();
-    println!("{:<22} {:<40} {:>12} {:>10}", "model", "output", "rel L2", "qtool ms");
+    println!(
+        "{:<22} {:<40} {:>12} {:>10}",
+        "model", "output", "rel L2", "qtool ms"
+    );
     for (i, p) in paths.iter().enumerate() {
         let name = p.file_stem().unwrap().to_string_lossy().to_string();
         eprintln!("[{}/{}] {name}", i + 1, paths.len());
@@ -188,9 +275,15 @@ pub fn interop_task() -> Result<()> {
             Ok(r) => {
                 for (o, e) in &r.outputs {
                     let flag = if *e <= FP32_REL_L2 { "" } else { "  > bound" };
-                    println!("{:<22} {:<40} {:>12.3e} {:>10.1}{flag}", r.name, o, e, r.qtool_ms);
+                    println!(
+                        "{:<22} {:<40} {:>12.3e} {:>10.1}{flag}",
+                        r.name, o, e, r.qtool_ms
+                    );
                     if !(*e <= FP32_REL_L2) {
-                        failures.push(format!("{}: output {o} rel L2 {e:.3e} > {FP32_REL_L2:e}", r.name));
+                        failures.push(format!(
+                            "{}: output {o} rel L2 {e:.3e} > {FP32_REL_L2:e}",
+                            r.name
+                        ));
                     }
                 }
             }

@@ -166,17 +166,33 @@ fn fetch_wheel(python: &Path, dir: &Path, wheel: &Wheel) -> Result<PathBuf> {
 }
 
 fn extract(wheel_path: &Path, model: &Model, dest: &Path) -> Result<()> {
-    extract_file(wheel_path, model.path_in_wheel, model.sha256, model.size, dest)
+    extract_file(
+        wheel_path,
+        model.path_in_wheel,
+        model.sha256,
+        model.size,
+        dest,
+    )
 }
 
 /// Extracts one pinned file of a wheel to `dest` (atomically), checking its SHA-256 and size.
-fn extract_file(wheel_path: &Path, path_in_wheel: &str, sha256: &str, size: u64, dest: &Path) -> Result<()> {
+fn extract_file(
+    wheel_path: &Path,
+    path_in_wheel: &str,
+    sha256: &str,
+    size: u64,
+    dest: &Path,
+) -> Result<()> {
     struct Pin<'a> {
         path_in_wheel: &'a str,
         sha256: &'a str,
         size: u64,
     }
-    let model = Pin { path_in_wheel, sha256, size };
+    let model = Pin {
+        path_in_wheel,
+        sha256,
+        size,
+    };
     let file = std::fs::File::open(wheel_path)
         .with_context(|| format!("opening {}", wheel_path.display()))?;
     let mut archive =
@@ -277,14 +293,46 @@ pub fn models_task() -> Result<()> {
 const IMAGE_PACKAGE: (&str, &str) = ("scikit-image", "0.26.0");
 /// (file name, SHA-256, size) of `skimage/data/<file>`.
 const IMAGES: &[(&str, &str, u64)] = &[
-    ("page.png", "341a6f0a61557662b02734a9b6e56ec33a915b2c41886b97509dedf2a43b47a3", 47_679),
-    ("text.png", "bd84aa3a6e3c9887850d45d606c96b2e59433fbef50338570b63c319e668e6d1", 42_704),
-    ("astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", 791_555),
-    ("coffee.png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", 466_706),
-    ("chelsea.png", "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", 240_512),
-    ("camera.png", "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a", 139_512),
-    ("rocket.jpg", "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c", 112_525),
-    ("motorcycle_left.png", "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179", 644_701),
+    (
+        "page.png",
+        "341a6f0a61557662b02734a9b6e56ec33a915b2c41886b97509dedf2a43b47a3",
+        47_679,
+    ),
+    (
+        "text.png",
+        "bd84aa3a6e3c9887850d45d606c96b2e59433fbef50338570b63c319e668e6d1",
+        42_704,
+    ),
+    (
+        "astronaut.png",
+        "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+        791_555,
+    ),
+    (
+        "coffee.png",
+        "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+        466_706,
+    ),
+    (
+        "chelsea.png",
+        "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+        240_512,
+    ),
+    (
+        "camera.png",
+        "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
+        139_512,
+    ),
+    (
+        "rocket.jpg",
+        "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+        112_525,
+    ),
+    (
+        "motorcycle_left.png",
+        "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+        644_701,
+    ),
 ];
 
 /// The directory of sample images, `.cache/images`.
@@ -296,19 +344,38 @@ pub fn images_dir() -> PathBuf {
 pub fn ensure_images() -> Result<PathBuf> {
     let dir = images_dir();
     std::fs::create_dir_all(&dir)?;
-    let missing: Vec<_> = IMAGES.iter().filter(|(f, sha, _)| !file_matches(&dir.join(f), sha)).collect();
+    let missing: Vec<_> = IMAGES
+        .iter()
+        .filter(|(f, sha, _)| !file_matches(&dir.join(f), sha))
+        .collect();
     if missing.is_empty() {
-        eprintln!("xtask: {}=={}: images up to date", IMAGE_PACKAGE.0, IMAGE_PACKAGE.1);
+        eprintln!(
+            "xtask: {}=={}: images up to date",
+            IMAGE_PACKAGE.0, IMAGE_PACKAGE.1
+        );
         return Ok(dir);
     }
     let python = crate::py::ensure_venv()?;
     let wheels_dir = models_dir().join("wheels");
     std::fs::create_dir_all(&wheels_dir)?;
-    let wheel = Wheel { package: IMAGE_PACKAGE.0, version: IMAGE_PACKAGE.1, models: &[] };
+    let wheel = Wheel {
+        package: IMAGE_PACKAGE.0,
+        version: IMAGE_PACKAGE.1,
+        models: &[],
+    };
     let wheel_path = fetch_wheel(&python, &wheels_dir, &wheel)?;
     for (f, sha, size) in missing {
-        eprintln!("xtask: extracting skimage/data/{f} -> {}", dir.join(f).display());
-        extract_file(&wheel_path, &format!("skimage/data/{f}"), sha, *size, &dir.join(f))?;
+        eprintln!(
+            "xtask: extracting skimage/data/{f} -> {}",
+            dir.join(f).display()
+        );
+        extract_file(
+            &wheel_path,
+            &format!("skimage/data/{f}"),
+            sha,
+            *size,
+            &dir.join(f),
+        )?;
     }
     Ok(dir)
 }

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Which of our crates each crate may depend on (normal and build dependencies; dev-dependencies may
@@ -22,13 +25,28 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     put("qtool-ir", &["qtool-tensor"]);
     put("qtool-kernels", &["qtool-tensor"]);
     put("qtool-data", &["qtool-tensor"]);
-    put("qtool-onnx", &["qtool-ir", "qtool-tensor", "qtool-onnx-proto"]);
+    put(
+        "qtool-onnx",
+        &["qtool-ir", "qtool-tensor", "qtool-onnx-proto"],
+    );
     put("qtool-exec", &["qtool-ir", "qtool-tensor", "qtool-kernels"]);
-    put("qtool-calib", &["qtool-ir", "qtool-tensor", "qtool-exec", "qtool-data"]);
+    put(
+        "qtool-calib",
+        &["qtool-ir", "qtool-tensor", "qtool-exec", "qtool-data"],
+    );
     put("qtool-passes", &["qtool-ir", "qtool-tensor"]);
     put(
         "qtool-pipeline",
-        &["qtool-tensor", "qtool-ir", "qtool-onnx", "qtool-kernels", "qtool-exec", "qtool-data", "qtool-calib", "qtool-passes"],
+        &[
+            "qtool-tensor",
+            "qtool-ir",
+            "qtool-onnx",
+            "qtool-kernels",
+            "qtool-exec",
+            "qtool-data",
+            "qtool-calib",
+            "qtool-passes",
+        ],
     );
     put("qtool", &["qtool-pipeline"]);
     m
@@ -37,11 +55,21 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
 #[test]
 fn crate_dependencies_follow_the_architecture() {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root())
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let allowed = allowed();
     let mut problems = Vec::new();
@@ -53,7 +81,9 @@ fn crate_dependencies_follow_the_architecture() {
         }
         seen += 1;
         let Some(ok) = allowed.get(name) else {
-            problems.push(format!("crate {name} is not in the architecture table (docs/ARCHITECTURE.md and this test)"));
+            problems.push(format!(
+                "crate {name} is not in the architecture table (docs/ARCHITECTURE.md and this test)"
+            ));
             continue;
         };
         for dep in pkg["dependencies"].as_array().unwrap() {
@@ -66,22 +96,33 @@ fn crate_dependencies_follow_the_architecture() {
                 // Tests may use any crate that does not itself build on this one (e.g. the ONNX
                 // loader to read test models), so no test sees a crate from above.
                 if below(&allowed, dname, name) {
-                    problems.push(format!("{name} has a dev-dependency on {dname}, which is built on {name}"));
+                    problems.push(format!(
+                        "{name} has a dev-dependency on {dname}, which is built on {name}"
+                    ));
                 }
                 continue;
             }
             if !ok.contains(dname) {
-                problems.push(format!("{name} depends on {dname}, which docs/ARCHITECTURE.md does not allow"));
+                problems.push(format!(
+                    "{name} depends on {dname}, which docs/ARCHITECTURE.md does not allow"
+                ));
             }
         }
     }
     assert!(seen >= 5, "expected the workspace crates, saw {seen}");
-    assert!(problems.is_empty(), "architecture violations:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "architecture violations:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// `dep` is (transitively) allowed below `krate` in the table.
 fn below(allowed: &BTreeMap<&'static str, BTreeSet<&'static str>>, krate: &str, dep: &str) -> bool {
-    let mut stack: Vec<&str> = allowed.get(krate).map(|s| s.iter().copied().collect()).unwrap_or_default();
+    let mut stack: Vec<&str> = allowed
+        .get(krate)
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
     let mut seen = BTreeSet::new();
     while let Some(c) = stack.pop() {
         if c == dep {
@@ -95,7 +136,9 @@ fn below(allowed: &BTreeMap<&'static str, BTreeSet<&'static str>>, krate: &str, 
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -122,10 +165,13 @@ fn tidy_every_module_says_what_it_is_for_and_unsafe_is_explained() {
         if rel.ends_with("onnx-proto/src/onnx.rs") {
             continue; // generated
         }
-        let is_module = !rel.contains("/tests/") && !rel.contains("/benches/") && !rel.contains("/examples/");
+        let is_module =
+            !rel.contains("/tests/") && !rel.contains("/benches/") && !rel.contains("/examples/");
         let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         if is_module && !first.starts_with("//!") {
-            problems.push(format!("{rel}: does not open with a `//!` line saying what it is for"));
+            problems.push(format!(
+                "{rel}: does not open with a `//!` line saying what it is for"
+            ));
         }
         // The patterns are spelled in pieces so that this file does not match itself.
         let dbg_call = concat!("dbg", "!(");
@@ -139,7 +185,10 @@ fn tidy_every_module_says_what_it_is_for_and_unsafe_is_explained() {
             if code.contains(unsafe_block) {
                 let window = &lines[i.saturating_sub(6)..=i];
                 if !window.iter().any(|w| w.contains("SAFETY:")) {
-                    problems.push(format!("{rel}:{}: unsafe block without a `// SAFETY:` comment just above", i + 1));
+                    problems.push(format!(
+                        "{rel}:{}: unsafe block without a `// SAFETY:` comment just above",
+                        i + 1
+                    ));
                 }
             }
         }

@@ -161,12 +161,23 @@ impl Histogram {
     /// `(w, counts)`.
     pub fn folded_abs(&self) -> (f64, Vec<u64>) {
         let last = self.start + self.counts.len() as i64 - 1;
-        let jmax = [self.start, last].iter().map(|&k| if k >= 0 { k } else { -k - 1 }).max().unwrap_or(0) as u64;
+        let jmax = [self.start, last]
+            .iter()
+            .map(|&k| if k >= 0 { k } else { -k - 1 })
+            .max()
+            .unwrap_or(0) as u64;
         let mut shift = 0u32;
         while (jmax >> shift) + 1 > FOLDED_MAX_BINS as u64 {
             shift += 1;
         }
-        let mut out: Vec<u64> = vec![0; if self.counts.is_empty() { 0 } else { (jmax >> shift) as usize + 1 }];
+        let mut out: Vec<u64> = vec![
+            0;
+            if self.counts.is_empty() {
+                0
+            } else {
+                (jmax >> shift) as usize + 1
+            }
+        ];
         for (i, &c) in self.counts.iter().enumerate() {
             let k = self.start + i as i64;
             let j = (if k >= 0 { k } else { -k - 1 }) as u64 >> shift;

@@ -116,8 +116,17 @@ enum StatsCmd {
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s.split_once('/').with_context(|| format!("--shard takes I/N, got '{s}'"))?;
-    let (i, n): (usize, usize) = (i.trim().parse().with_context(|| format!("--shard: bad index '{i}'"))?, n.trim().parse().with_context(|| format!("--shard: bad count '{n}'"))?);
+    let (i, n) = s
+        .split_once('/')
+        .with_context(|| format!("--shard takes I/N, got '{s}'"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .with_context(|| format!("--shard: bad index '{i}'"))?,
+        n.trim()
+            .parse()
+            .with_context(|| format!("--shard: bad count '{n}'"))?,
+    );
     if n == 0 || i >= n {
         anyhow::bail!("--shard {i}/{n}: the index must be below the count");
     }
@@ -125,14 +134,20 @@ fn parse_shard(s: &str) -> Result<(usize, usize)> {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QTOOL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QTOOL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Inspect { model, json } => {
-            let m = qtool_pipeline::onnx::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;
+            let m = qtool_pipeline::onnx::load(&model)
+                .with_context(|| format!("cannot load model {}", model.display()))?;
             let report = qtool_pipeline::inspect(&m);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -140,7 +155,21 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", report.to_text());
             }
         }
-        Cmd::Calibrate { model, data, method, per_channel_activations, samples, seed, shard, threads, output, from_stats, ranges, ort, percentile } => {
+        Cmd::Calibrate {
+            model,
+            data,
+            method,
+            per_channel_activations,
+            samples,
+            seed,
+            shard,
+            threads,
+            output,
+            from_stats,
+            ranges,
+            ort,
+            percentile,
+        } => {
             use qtool_pipeline::calibrate as cal;
             let method = cal::parse_method(&method)?;
             let stats = match from_stats {
@@ -151,7 +180,8 @@ fn run(cli: Cli) -> Result<()> {
                     if output.is_none() && ranges.is_none() {
                         anyhow::bail!("nothing to write: give -o STATS and/or --ranges OUT.json");
                     }
-                    let m = qtool_pipeline::onnx::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;
+                    let m = qtool_pipeline::onnx::load(&model)
+                        .with_context(|| format!("cannot load model {}", model.display()))?;
                     let settings = cal::CalibrateSettings {
                         histograms: method != qtool_pipeline::calib::Method::MinMax,
                         per_channel_activations,
@@ -161,7 +191,12 @@ fn run(cli: Cli) -> Result<()> {
                         threads,
                     };
                     let bar = indicatif::ProgressBar::new(0);
-                    bar.set_style(indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} samples {elapsed}").expect("valid template"));
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "calibrating {bar:30} {pos}/{len} samples {elapsed}",
+                        )
+                        .expect("valid template"),
+                    );
                     let stats = cal::calibrate(&m, &data, &settings, &mut |done, total| {
                         if let Some(t) = total {
                             bar.set_length(t as u64);
@@ -171,30 +206,44 @@ fn run(cli: Cli) -> Result<()> {
                     bar.finish_and_clear();
                     if let Some(o) = &output {
                         qtool_pipeline::write_atomic(o, &stats.to_bytes())?;
-                        eprintln!("statistics of {} tensors written to {}", stats.tensors.len(), o.display());
+                        eprintln!(
+                            "statistics of {} tensors written to {}",
+                            stats.tensors.len(),
+                            o.display()
+                        );
                     }
                     stats
                 }
             };
             if let Some(r) = ranges {
-                let json = cal::ranges_json(&stats, method, ort, per_channel_activations, percentile)?;
+                let json =
+                    cal::ranges_json(&stats, method, ort, per_channel_activations, percentile)?;
                 qtool_pipeline::write_atomic(&r, json.as_bytes())?;
                 eprintln!("ranges written to {}", r.display());
             }
         }
-        Cmd::Stats { cmd: StatsCmd::Merge { inputs, output } } => {
+        Cmd::Stats {
+            cmd: StatsCmd::Merge { inputs, output },
+        } => {
             let mut it = inputs.iter();
             let first = it.next().expect("clap requires one");
             let mut acc = qtool_pipeline::calib::CalibStats::load(first)?;
             for p in it {
                 let s = qtool_pipeline::calib::CalibStats::load(p)?;
-                acc = qtool_pipeline::calib::merge(&acc, &s).with_context(|| format!("merging {}", p.display()))?;
+                acc = qtool_pipeline::calib::merge(&acc, &s)
+                    .with_context(|| format!("merging {}", p.display()))?;
             }
             qtool_pipeline::write_atomic(&output, &acc.to_bytes())?;
             eprintln!("merged {} files into {}", inputs.len(), output.display());
         }
-        Cmd::Exec { model, inputs, output_dir, threads } => {
-            let m = qtool_pipeline::onnx::load(&model).with_context(|| format!("cannot load model {}", model.display()))?;
+        Cmd::Exec {
+            model,
+            inputs,
+            output_dir,
+            threads,
+        } => {
+            let m = qtool_pipeline::onnx::load(&model)
+                .with_context(|| format!("cannot load model {}", model.display()))?;
             let written = qtool_pipeline::exec::exec_to_dir(&m, &inputs, &output_dir, threads)?;
             for p in written {
                 println!("{}", p.display());

@@ -11,7 +11,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {msg}")]
     Format { path: String, msg: String },
     #[error("{0}")]
@@ -20,12 +23,18 @@ pub enum DataError {
 
 /// Reads a `.npy` file.
 pub fn load_npy(path: &Path) -> Result<Tensor, DataError> {
-    let b = std::fs::read(path).map_err(|e| DataError::Io { path: path.display().to_string(), source: e })?;
+    let b = std::fs::read(path).map_err(|e| DataError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     npy::read_npy(&b, &path.display().to_string())
 }
 
 /// Reads a `.npz` file.
 pub fn load_npz(path: &Path) -> Result<Vec<(String, Tensor)>, DataError> {
-    let f = std::fs::File::open(path).map_err(|e| DataError::Io { path: path.display().to_string(), source: e })?;
+    let f = std::fs::File::open(path).map_err(|e| DataError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     npz::read_npz(std::io::BufReader::new(f), &path.display().to_string())
 }

@@ -62,7 +62,10 @@ struct Header {
 fn dict_value<'a>(h: &'a str, key: &str) -> Option<&'a str> {
     let k1 = format!("'{key}'");
     let k2 = format!("\"{key}\"");
-    let at = h.find(&k1).map(|i| i + k1.len()).or_else(|| h.find(&k2).map(|i| i + k2.len()))?;
+    let at = h
+        .find(&k1)
+        .map(|i| i + k1.len())
+        .or_else(|| h.find(&k2).map(|i| i + k2.len()))?;
     let rest = h[at..].trim_start().strip_prefix(':')?.trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')')? + 1
@@ -84,19 +87,33 @@ fn parse_header(h: &str) -> Result<Header, String> {
         other => return Err(format!("fortran_order is {other:?}")),
     };
     let shape_s = dict_value(h, "shape").ok_or("no 'shape' in header")?;
-    let inner = shape_s.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or("shape is not a tuple")?;
+    let inner = shape_s
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or("shape is not a tuple")?;
     let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad dimension {s:?} in shape")))
+        .map(|s| {
+            s.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| format!("bad dimension {s:?} in shape"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Header { descr, fortran, shape })
+    Ok(Header {
+        descr,
+        fortran,
+        shape,
+    })
 }
 
 /// Reads a `.npy` array from bytes. `what` names the source in errors.
 pub fn read_npy(bytes: &[u8], what: &str) -> Result<Tensor, DataError> {
-    let bad = |msg: String| DataError::Format { path: what.to_string(), msg };
+    let bad = |msg: String| DataError::Format {
+        path: what.to_string(),
+        msg,
+    };
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("not a .npy file (bad magic)".into()));
     }
@@ -107,20 +124,38 @@ pub fn read_npy(bytes: &[u8], what: &str) -> Result<Tensor, DataError> {
             if bytes.len() < 12 {
                 return Err(bad("truncated header".into()));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(bad(format!("unsupported .npy format version {v}"))),
     };
-    let end = start.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or_else(|| bad("truncated header".into()))?;
-    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text".into()))?;
+    let end = start
+        .checked_add(hlen)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad("truncated header".into()))?;
+    let header =
+        std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text".into()))?;
     let h = parse_header(header).map_err(bad)?;
-    let (dtype, width, big) =
-        parse_descr(&h.descr).ok_or_else(|| bad(format!("unsupported element type {:?} (object, string or structured arrays are not tensors)", h.descr)))?;
+    let (dtype, width, big) = parse_descr(&h.descr).ok_or_else(|| {
+        bad(format!(
+            "unsupported element type {:?} (object, string or structured arrays are not tensors)",
+            h.descr
+        ))
+    })?;
     let n = checked_numel(&h.shape).ok_or_else(|| bad("shape overflows".into()))?;
-    let need = n.checked_mul(width).ok_or_else(|| bad("shape overflows".into()))?;
+    let need = n
+        .checked_mul(width)
+        .ok_or_else(|| bad("shape overflows".into()))?;
     let data = &bytes[end..];
     if data.len() < need {
-        return Err(bad(format!("data holds {} bytes, shape {:?} of {} needs {need}", data.len(), h.shape, h.descr)));
+        return Err(bad(format!(
+            "data holds {} bytes, shape {:?} of {} needs {need}",
+            data.len(),
+            h.shape,
+            h.descr
+        )));
     }
     let mut raw = data[..need].to_vec();
     if big && width > 1 {
@@ -150,28 +185,47 @@ fn transpose_all(t: Tensor) -> Tensor {
 
 /// Writes a tensor as `.npy` (C order, little endian).
 pub fn write_npy(t: &Tensor, out: &mut impl Write) -> Result<(), DataError> {
-    let descr = descr_of(t.dtype()).ok_or_else(|| DataError::Unsupported(format!("cannot write {} tensors to .npy", t.dtype())))?;
+    let descr = descr_of(t.dtype()).ok_or_else(|| {
+        DataError::Unsupported(format!("cannot write {} tensors to .npy", t.dtype()))
+    })?;
     let shape = match t.shape().len() {
         0 => "()".to_string(),
         1 => format!("({},)", t.shape()[0]),
-        _ => format!("({})", t.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            t.shape()
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // Pad so that the data starts at a multiple of 64 bytes, ending the header with '\n'.
-    let (version, pre) = if header.len() + 11 < 65536 { (1u8, 10) } else { (2u8, 12) };
+    let (version, pre) = if header.len() + 11 < 65536 {
+        (1u8, 10)
+    } else {
+        (2u8, 12)
+    };
     let total = (pre + header.len() + 1).div_ceil(64) * 64;
     header.push_str(&" ".repeat(total - pre - header.len() - 1));
     header.push('\n');
-    let io = |e: std::io::Error| DataError::Io { path: "<output>".into(), source: e };
+    let io = |e: std::io::Error| DataError::Io {
+        path: "<output>".into(),
+        source: e,
+    };
     out.write_all(MAGIC).map_err(io)?;
     out.write_all(&[version, 0]).map_err(io)?;
     if version == 1 {
-        out.write_all(&(header.len() as u16).to_le_bytes()).map_err(io)?;
+        out.write_all(&(header.len() as u16).to_le_bytes())
+            .map_err(io)?;
     } else {
-        out.write_all(&(header.len() as u32).to_le_bytes()).map_err(io)?;
+        out.write_all(&(header.len() as u32).to_le_bytes())
+            .map_err(io)?;
     }
     out.write_all(header.as_bytes()).map_err(io)?;
-    out.write_all(&t.to_le_bytes().expect("numeric tensor")).map_err(io)?;
+    out.write_all(&t.to_le_bytes().expect("numeric tensor"))
+        .map_err(io)?;
     Ok(())
 }
 
@@ -185,7 +239,10 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>, DataError> {
 /// Reads a whole `.npy` from a reader.
 pub fn read_npy_from(mut r: impl Read, what: &str) -> Result<Tensor, DataError> {
     let mut b = Vec::new();
-    r.read_to_end(&mut b).map_err(|e| DataError::Io { path: what.into(), source: e })?;
+    r.read_to_end(&mut b).map_err(|e| DataError::Io {
+        path: what.into(),
+        source: e,
+    })?;
     read_npy(&b, what)
 }
 
@@ -195,9 +252,30 @@ mod tests {
 
     #[test]
     fn round_trip_every_type() {
-        for d in [DType::F32, DType::F64, DType::F16, DType::U8, DType::I8, DType::I16, DType::U16, DType::I32, DType::U32, DType::I64, DType::U64, DType::Bool] {
+        for d in [
+            DType::F32,
+            DType::F64,
+            DType::F16,
+            DType::U8,
+            DType::I8,
+            DType::I16,
+            DType::U16,
+            DType::I32,
+            DType::U32,
+            DType::I64,
+            DType::U64,
+            DType::Bool,
+        ] {
             let n = 6;
-            let bytes: Vec<u8> = (0..d.byte_len(n).unwrap()).map(|i| if d == DType::Bool { (i % 2) as u8 } else { (i as u8).wrapping_mul(7) }).collect();
+            let bytes: Vec<u8> = (0..d.byte_len(n).unwrap())
+                .map(|i| {
+                    if d == DType::Bool {
+                        (i % 2) as u8
+                    } else {
+                        (i as u8).wrapping_mul(7)
+                    }
+                })
+                .collect();
             for shape in [vec![2usize, 3], vec![6], vec![1, 2, 3]] {
                 let t = Tensor::from_le_bytes(d, &shape, &bytes).unwrap();
                 let b = npy_bytes(&t).unwrap();
@@ -238,10 +316,17 @@ mod tests {
 
     #[test]
     fn errors_are_clear() {
-        assert!(read_npy(b"hello", "x.npy").unwrap_err().to_string().contains("x.npy"));
+        assert!(
+            read_npy(b"hello", "x.npy")
+                .unwrap_err()
+                .to_string()
+                .contains("x.npy")
+        );
         let t = Tensor::from_vec(&[4], vec![1f32, 2., 3., 4.]).unwrap();
         let b = npy_bytes(&t).unwrap();
-        let e = read_npy(&b[..b.len() - 3], "y.npy").unwrap_err().to_string();
+        let e = read_npy(&b[..b.len() - 3], "y.npy")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs 16"), "{e}");
         let h = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n";
         let mut obj = b"\x93NUMPY\x01\x00".to_vec();

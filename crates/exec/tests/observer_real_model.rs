@@ -7,8 +7,12 @@ use std::collections::HashMap;
 
 #[test]
 fn observer_sees_every_intermediate_of_a_real_model() {
-    let Some(python) = qtool_testkit::reference_python() else { return };
-    let Some(dir) = qtool_testkit::models_dir() else { return };
+    let Some(python) = qtool_testkit::reference_python() else {
+        return;
+    };
+    let Some(dir) = qtool_testkit::models_dir() else {
+        return;
+    };
     let path = dir.join("ppocr_mobile_v2_cls.onnx");
     let model = qtool_onnx::load(&path).unwrap();
     let exec = Executor::new(&model, ExecOptions { threads: Some(2) }).unwrap();
@@ -16,19 +20,45 @@ fn observer_sees_every_intermediate_of_a_real_model() {
     let work = tempfile::tempdir().unwrap();
     let inp = work.path().join("in.npz");
     let out = work.path().join("ort.npz");
-    qtool_data::npz::write_npz(&[("x".to_string(), x.clone())], std::fs::File::create(&inp).unwrap()).unwrap();
-    let st = qtool_testkit::python_script(&python, "ort_intermediates.py").arg(&path).arg("--inputs").arg(&inp).arg("--out").arg(&out).status().unwrap();
+    qtool_data::npz::write_npz(
+        &[("x".to_string(), x.clone())],
+        std::fs::File::create(&inp).unwrap(),
+    )
+    .unwrap();
+    let st = qtool_testkit::python_script(&python, "ort_intermediates.py")
+        .arg(&path)
+        .arg("--inputs")
+        .arg(&inp)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
     assert!(st.success());
-    let names: Vec<String> = std::fs::read_to_string(work.path().join("ort.npz.names")).unwrap().lines().map(str::to_string).collect();
-    let arrays: HashMap<String, qtool_tensor::Tensor> = qtool_data::load_npz(&out).unwrap().into_iter().collect();
+    let names: Vec<String> = std::fs::read_to_string(work.path().join("ort.npz.names"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let arrays: HashMap<String, qtool_tensor::Tensor> =
+        qtool_data::load_npz(&out).unwrap().into_iter().collect();
 
     let mut seen: Vec<(String, qtool_tensor::Tensor)> = Vec::new();
-    exec.run_observed(vec![("x".into(), x)], &mut |name, t| seen.push((name.to_string(), t.clone()))).unwrap();
-    let seen_map: HashMap<&str, &qtool_tensor::Tensor> = seen.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    exec.run_observed(vec![("x".into(), x)], &mut |name, t| {
+        seen.push((name.to_string(), t.clone()))
+    })
+    .unwrap();
+    let seen_map: HashMap<&str, &qtool_tensor::Tensor> =
+        seen.iter().map(|(n, t)| (n.as_str(), t)).collect();
     assert_eq!(seen[0].0, "x", "graph inputs come first");
-    assert!(names.len() > 200, "expected the classifier's ~250 intermediate values, got {}", names.len());
+    assert!(
+        names.len() > 200,
+        "expected the classifier's ~250 intermediate values, got {}",
+        names.len()
+    );
     for (i, name) in names.iter().enumerate() {
-        let ours = seen_map.get(name.as_str()).unwrap_or_else(|| panic!("the observer never saw '{name}'"));
+        let ours = seen_map
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("the observer never saw '{name}'"));
         let theirs = &arrays[&format!("v{i}")];
         assert_eq!(ours.shape(), theirs.shape(), "shape of '{name}'");
         assert_eq!(ours.dtype(), theirs.dtype(), "dtype of '{name}'");

@@ -1,8 +1,8 @@
 //! Stored tensors (initializers and tensor attributes) and node attributes, kept losslessly: storage
 //! form (raw, typed, external), presence of optional fields and documentation all survive a round trip.
 
-use crate::types::Type;
 use crate::Graph;
+use crate::types::Type;
 use qtool_tensor::{DType, Tensor, TensorError, shape_from_dims};
 use std::sync::Arc;
 
@@ -20,7 +20,10 @@ pub struct ExternalRef {
 
 impl ExternalRef {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     pub fn location(&self) -> Option<&str> {
         self.get("location")
@@ -67,15 +70,26 @@ impl TensorData {
     /// A new raw-stored tensor from a runtime tensor.
     pub fn from_tensor(t: &Tensor) -> TensorData {
         let data = match t {
-            Tensor::String(a) => TensorBytes::Strings(a.iter().map(|s| s.as_bytes().to_vec()).collect()),
-            other => TensorBytes::Raw(other.to_le_bytes().expect("non-string tensors have bytes").into()),
+            Tensor::String(a) => {
+                TensorBytes::Strings(a.iter().map(|s| s.as_bytes().to_vec()).collect())
+            }
+            other => TensorBytes::Raw(
+                other
+                    .to_le_bytes()
+                    .expect("non-string tensors have bytes")
+                    .into(),
+            ),
         };
         TensorData {
             name: None,
             dtype: t.dtype(),
             dims: t.shape().iter().map(|&d| d as i64).collect(),
             data,
-            storage: if t.dtype() == DType::String { Storage::Typed } else { Storage::Raw },
+            storage: if t.dtype() == DType::String {
+                Storage::Typed
+            } else {
+                Storage::Raw
+            },
             doc_string: None,
             segment: None,
             metadata_props: Vec::new(),
@@ -103,7 +117,9 @@ impl TensorData {
             TensorBytes::Raw(b) => Tensor::from_le_bytes(self.dtype, &shape, b),
             TensorBytes::Strings(s) => Tensor::from_vec(
                 &shape,
-                s.iter().map(|x| String::from_utf8_lossy(x).into_owned()).collect::<Vec<String>>(),
+                s.iter()
+                    .map(|x| String::from_utf8_lossy(x).into_owned())
+                    .collect::<Vec<String>>(),
             ),
         }
     }

@@ -7,7 +7,10 @@ use crate::types::{DimValue, Fact};
 use std::fmt::Write;
 
 fn fmt_fact(f: &Fact) -> String {
-    let dt = f.dtype.map(|d| d.short_name().to_string()).unwrap_or_else(|| "?".into());
+    let dt = f
+        .dtype
+        .map(|d| d.short_name().to_string())
+        .unwrap_or_else(|| "?".into());
     match &f.shape {
         None => format!("{dt}[..]"),
         Some(s) => {
@@ -25,7 +28,11 @@ fn fmt_fact(f: &Fact) -> String {
 }
 
 fn fmt_f32(x: f32) -> String {
-    if x == x.trunc() && x.abs() < 1e7 { format!("{x:.1}") } else { format!("{x:.6e}") }
+    if x == x.trunc() && x.abs() < 1e7 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.6e}")
+    }
 }
 
 /// Short description of a stored tensor; small ones show their values.
@@ -38,12 +45,21 @@ pub fn fmt_tensor(t: &TensorData) -> String {
         if let Some(v) = rt.to_f64_vec() {
             let vals: Vec<String> = v
                 .iter()
-                .map(|x| if t.dtype.is_float() { fmt_f32(*x as f32) } else { format!("{x}") })
+                .map(|x| {
+                    if t.dtype.is_float() {
+                        fmt_f32(*x as f32)
+                    } else {
+                        format!("{x}")
+                    }
+                })
                 .collect();
             return format!("{head}{{{}}}", vals.join(","));
         }
         if let TensorBytes::Strings(s) = &t.data {
-            let vals: Vec<String> = s.iter().map(|x| format!("{:?}", String::from_utf8_lossy(x))).collect();
+            let vals: Vec<String> = s
+                .iter()
+                .map(|x| format!("{:?}", String::from_utf8_lossy(x)))
+                .collect();
             return format!("{head}{{{}}}", vals.join(","));
         }
     }
@@ -59,10 +75,25 @@ fn fmt_attr(v: &AttrValue) -> String {
         AttrValue::Graph(g) => format!("<graph {} nodes>", g.node_count()),
         AttrValue::SparseTensor(_) => "<sparse tensor>".into(),
         AttrValue::TypeProto(_) => "<type>".into(),
-        AttrValue::Floats(v) => format!("[{}]", v.iter().map(|x| fmt_f32(*x)).collect::<Vec<_>>().join(",")),
-        AttrValue::Ints(v) => format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")),
+        AttrValue::Floats(v) => format!(
+            "[{}]",
+            v.iter().map(|x| fmt_f32(*x)).collect::<Vec<_>>().join(",")
+        ),
+        AttrValue::Ints(v) => format!(
+            "[{}]",
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         AttrValue::Strings(v) => {
-            format!("[{}]", v.iter().map(|x| format!("{:?}", String::from_utf8_lossy(x))).collect::<Vec<_>>().join(","))
+            format!(
+                "[{}]",
+                v.iter()
+                    .map(|x| format!("{:?}", String::from_utf8_lossy(x)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
         AttrValue::Tensors(v) => format!("<{} tensors>", v.len()),
         AttrValue::Graphs(v) => format!("<{} graphs>", v.len()),
@@ -74,7 +105,8 @@ fn fmt_attr(v: &AttrValue) -> String {
 
 impl Graph {
     fn vname(&self, v: Option<ValueId>) -> String {
-        v.map(|v| self.value_name(v).to_string()).unwrap_or_else(|| "_".into())
+        v.map(|v| self.value_name(v).to_string())
+            .unwrap_or_else(|| "_".into())
     }
 
     /// The deterministic text dump.
@@ -83,7 +115,12 @@ impl Graph {
         let _ = writeln!(s, "graph {:?}", self.name.as_deref().unwrap_or(""));
         for (v, _) in &self.inputs {
             if self.initializer(*v).is_none() {
-                let _ = writeln!(s, "  input  {}: {}", self.value_name(*v), fmt_fact(&self.value(*v).fact));
+                let _ = writeln!(
+                    s,
+                    "  input  {}: {}",
+                    self.value_name(*v),
+                    fmt_fact(&self.value(*v).fact)
+                );
             }
         }
         for v in &self.initializers {
@@ -97,15 +134,32 @@ impl Graph {
                 "" => String::new(),
                 d => format!("{d}::"),
             };
-            let _ = write!(s, "  {}{} {:?} ({}) -> ({})", dom, n.op().op_type(), n.display_name(id), ins.join(", "), outs.join(", "));
+            let _ = write!(
+                s,
+                "  {}{} {:?} ({}) -> ({})",
+                dom,
+                n.op().op_type(),
+                n.display_name(id),
+                ins.join(", "),
+                outs.join(", ")
+            );
             if !n.attrs().is_empty() {
-                let attrs: Vec<String> = n.attrs().iter().map(|a| format!("{}={}", a.name, fmt_attr(&a.value))).collect();
+                let attrs: Vec<String> = n
+                    .attrs()
+                    .iter()
+                    .map(|a| format!("{}={}", a.name, fmt_attr(&a.value)))
+                    .collect();
                 let _ = write!(s, " {{{}}}", attrs.join(", "));
             }
             s.push('\n');
         }
         for (v, _) in &self.outputs {
-            let _ = writeln!(s, "  output {}: {}", self.value_name(*v), fmt_fact(&self.value(*v).fact));
+            let _ = writeln!(
+                s,
+                "  output {}: {}",
+                self.value_name(*v),
+                fmt_fact(&self.value(*v).fact)
+            );
         }
         s
     }

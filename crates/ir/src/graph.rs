@@ -158,8 +158,14 @@ pub enum GraphError {
     #[error("value name '{0}' is already used in this graph")]
     DuplicateName(String),
     #[error("value '{value}' is produced by both node '{first}' and node '{second}'")]
-    TwoProducers { value: String, first: String, second: String },
-    #[error("node '{node}' reads '{value}', which is neither a graph input, an initializer, nor produced by an earlier node")]
+    TwoProducers {
+        value: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "node '{node}' reads '{value}', which is neither a graph input, an initializer, nor produced by an earlier node"
+    )]
     Undefined { node: String, value: String },
     #[error("graph output '{0}' is never defined")]
     UndefinedOutput(String),
@@ -193,7 +199,10 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(name: &str) -> Graph {
-        Graph { name: Some(name.to_string()), ..Default::default() }
+        Graph {
+            name: Some(name.to_string()),
+            ..Default::default()
+        }
     }
 
     // ---------------------------------------------------------------- values
@@ -229,7 +238,10 @@ impl Graph {
         if !self.by_name.contains_key(base) {
             return base.to_string();
         }
-        (1..).map(|i| format!("{base}_{i}")).find(|n| !self.by_name.contains_key(n)).expect("infinite")
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !self.by_name.contains_key(n))
+            .expect("infinite")
     }
 
     /// Adds a value with a fresh name derived from `base`.
@@ -250,7 +262,15 @@ impl Graph {
         if self.values[v.0 as usize].init.is_none() {
             self.initializers.push(v);
         }
-        self.values[v.0 as usize].fact = Fact { dtype: Some(data.dtype), shape: Some(data.dims.iter().map(|&d| crate::DimValue::Known(d)).collect()) };
+        self.values[v.0 as usize].fact = Fact {
+            dtype: Some(data.dtype),
+            shape: Some(
+                data.dims
+                    .iter()
+                    .map(|&d| crate::DimValue::Known(d))
+                    .collect(),
+            ),
+        };
         self.values[v.0 as usize].init = Some(data);
     }
 
@@ -307,7 +327,11 @@ impl Graph {
     }
     /// Graph inputs that are not also initializers (the inputs a caller must feed).
     pub fn runtime_inputs(&self) -> Vec<ValueId> {
-        self.inputs.iter().map(|(v, _)| *v).filter(|v| self.initializer(*v).is_none()).collect()
+        self.inputs
+            .iter()
+            .map(|(v, _)| *v)
+            .filter(|v| self.initializer(*v).is_none())
+            .collect()
     }
 
     /// The declared info of `v` from the input, output or value_info lists (first found).
@@ -344,7 +368,12 @@ impl Graph {
     }
 
     /// Appends a node with its connections. Outputs must not already have a producer.
-    pub fn add_node(&mut self, node: Node, inputs: &[Option<ValueId>], outputs: &[Option<ValueId>]) -> Result<NodeId, GraphError> {
+    pub fn add_node(
+        &mut self,
+        node: Node,
+        inputs: &[Option<ValueId>],
+        outputs: &[Option<ValueId>],
+    ) -> Result<NodeId, GraphError> {
         let id = NodeId(self.nodes.len() as u32);
         self.attach(id, node, inputs, outputs, &[])?;
         self.order.push(id);
@@ -366,24 +395,52 @@ impl Graph {
     }
 
     /// Inserts a node just before `anchor` in the order.
-    pub fn insert_node_before(&mut self, anchor: NodeId, node: Node, inputs: &[Option<ValueId>], outputs: &[Option<ValueId>]) -> Result<NodeId, GraphError> {
+    pub fn insert_node_before(
+        &mut self,
+        anchor: NodeId,
+        node: Node,
+        inputs: &[Option<ValueId>],
+        outputs: &[Option<ValueId>],
+    ) -> Result<NodeId, GraphError> {
         let id = NodeId(self.nodes.len() as u32);
         self.attach(id, node, inputs, outputs, &[])?;
-        let pos = self.order.iter().position(|&n| n == anchor).unwrap_or(self.order.len());
+        let pos = self
+            .order
+            .iter()
+            .position(|&n| n == anchor)
+            .unwrap_or(self.order.len());
         self.order.insert(pos, id);
         Ok(id)
     }
 
     /// Inserts a node just after `anchor` in the order.
-    pub fn insert_node_after(&mut self, anchor: NodeId, node: Node, inputs: &[Option<ValueId>], outputs: &[Option<ValueId>]) -> Result<NodeId, GraphError> {
+    pub fn insert_node_after(
+        &mut self,
+        anchor: NodeId,
+        node: Node,
+        inputs: &[Option<ValueId>],
+        outputs: &[Option<ValueId>],
+    ) -> Result<NodeId, GraphError> {
         let id = NodeId(self.nodes.len() as u32);
         self.attach(id, node, inputs, outputs, &[])?;
-        let pos = self.order.iter().position(|&n| n == anchor).map(|p| p + 1).unwrap_or(self.order.len());
+        let pos = self
+            .order
+            .iter()
+            .position(|&n| n == anchor)
+            .map(|p| p + 1)
+            .unwrap_or(self.order.len());
         self.order.insert(pos, id);
         Ok(id)
     }
 
-    fn attach(&mut self, id: NodeId, mut node: Node, inputs: &[Option<ValueId>], outputs: &[Option<ValueId>], implicit: &[ValueId]) -> Result<(), GraphError> {
+    fn attach(
+        &mut self,
+        id: NodeId,
+        mut node: Node,
+        inputs: &[Option<ValueId>],
+        outputs: &[Option<ValueId>],
+        implicit: &[ValueId],
+    ) -> Result<(), GraphError> {
         for (slot, o) in outputs.iter().enumerate() {
             if let Some(o) = o
                 && let Some((p, _)) = self.values[o.0 as usize].producer
@@ -451,7 +508,12 @@ impl Graph {
     }
 
     /// Points output `slot` of node `n` at `v`; `v` must have no other producer.
-    pub fn set_output(&mut self, n: NodeId, slot: usize, v: Option<ValueId>) -> Result<(), GraphError> {
+    pub fn set_output(
+        &mut self,
+        n: NodeId,
+        slot: usize,
+        v: Option<ValueId>,
+    ) -> Result<(), GraphError> {
         if let Some(v) = v
             && let Some((p, s)) = self.values[v.0 as usize].producer
             && (p, s) != (n, slot)
@@ -486,7 +548,9 @@ impl Graph {
         }
         let uses = std::mem::take(&mut self.values[old.0 as usize].uses);
         for (n, slot) in uses {
-            let node = self.nodes[n.0 as usize].as_mut().expect("use of a removed node");
+            let node = self.nodes[n.0 as usize]
+                .as_mut()
+                .expect("use of a removed node");
             if slot == usize::MAX {
                 for i in node.implicit_inputs.iter_mut().filter(|i| **i == old) {
                     *i = new;
@@ -522,7 +586,12 @@ impl Graph {
     /// Re-orders nodes topologically, keeping the current order wherever it is already valid
     /// (a stable Kahn sort), so a valid model keeps its node order exactly.
     pub fn topo_sort(&mut self) -> Result<(), GraphError> {
-        let pos: HashMap<NodeId, usize> = self.order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let pos: HashMap<NodeId, usize> = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, i))
+            .collect();
         let mut pending: HashMap<NodeId, usize> = HashMap::new();
         for &n in &self.order {
             let node = self.node(n);
@@ -531,12 +600,19 @@ impl Graph {
                 .iter()
                 .flatten()
                 .chain(&node.implicit_inputs)
-                .filter(|v| self.values[v.0 as usize].producer.is_some_and(|(p, _)| p != n))
+                .filter(|v| {
+                    self.values[v.0 as usize]
+                        .producer
+                        .is_some_and(|(p, _)| p != n)
+                })
                 .count();
             pending.insert(n, deps);
         }
-        let mut ready: std::collections::BTreeSet<(usize, NodeId)> =
-            pending.iter().filter(|(_, c)| **c == 0).map(|(n, _)| (pos[n], *n)).collect();
+        let mut ready: std::collections::BTreeSet<(usize, NodeId)> = pending
+            .iter()
+            .filter(|(_, c)| **c == 0)
+            .map(|(n, _)| (pos[n], *n))
+            .collect();
         let mut out = Vec::with_capacity(self.order.len());
         while let Some(first) = ready.iter().next().copied() {
             ready.remove(&first);
@@ -554,7 +630,11 @@ impl Graph {
             }
         }
         if out.len() != self.order.len() {
-            let stuck = self.order.iter().find(|n| !out.contains(n)).expect("some node is stuck");
+            let stuck = self
+                .order
+                .iter()
+                .find(|n| !out.contains(n))
+                .expect("some node is stuck");
             return Err(GraphError::Cycle(self.node(*stuck).display_name(*stuck)));
         }
         self.order = out;
@@ -575,7 +655,10 @@ impl Graph {
             let node = self.node(n);
             for v in node.inputs.iter().flatten().chain(&node.implicit_inputs) {
                 if !defined[v.0 as usize] {
-                    return Err(GraphError::Undefined { node: node.display_name(n), value: self.value_name(*v).to_string() });
+                    return Err(GraphError::Undefined {
+                        node: node.display_name(n),
+                        value: self.value_name(*v).to_string(),
+                    });
                 }
             }
             for (slot, v) in node.outputs.iter().enumerate() {
@@ -611,11 +694,17 @@ impl Graph {
             if let Some((p, _)) = v.producer
                 && !self.contains_node(p)
             {
-                return Err(GraphError::Inconsistent(format!("value '{}' names a removed producer", v.name)));
+                return Err(GraphError::Inconsistent(format!(
+                    "value '{}' names a removed producer",
+                    v.name
+                )));
             }
             for (u, _) in &v.uses {
                 if !self.contains_node(*u) {
-                    return Err(GraphError::Inconsistent(format!("value '{}' (v{i}) is used by a removed node", v.name)));
+                    return Err(GraphError::Inconsistent(format!(
+                        "value '{}' (v{i}) is used by a removed node",
+                        v.name
+                    )));
                 }
             }
         }
@@ -624,7 +713,11 @@ impl Graph {
 
     /// Nodes consuming `v` (each once, in graph order).
     pub fn consumers(&self, v: ValueId) -> Vec<NodeId> {
-        let mut out: Vec<NodeId> = self.values[v.0 as usize].uses.iter().map(|(n, _)| *n).collect();
+        let mut out: Vec<NodeId> = self.values[v.0 as usize]
+            .uses
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
         out.sort_by_key(|n| self.order.iter().position(|x| x == n));
         out.dedup();
         out
@@ -648,8 +741,12 @@ mod tests {
         let a = g.add_value("a").unwrap();
         let b = g.add_value("b").unwrap();
         let y = g.add_value("y").unwrap();
-        let n1 = g.add_node(Node::new(Relu {}, "r"), &[Some(x)], &[Some(a)]).unwrap();
-        let n2 = g.add_node(Node::new(Add {}, "add"), &[Some(a), Some(x)], &[Some(b)]).unwrap();
+        let n1 = g
+            .add_node(Node::new(Relu {}, "r"), &[Some(x)], &[Some(a)])
+            .unwrap();
+        let n2 = g
+            .add_node(Node::new(Add {}, "add"), &[Some(a), Some(x)], &[Some(b)])
+            .unwrap();
         g.outputs.push((b, ValueInfo::default()));
         (g, [x, a, b, y], [n1, n2])
     }
@@ -665,7 +762,9 @@ mod tests {
     #[test]
     fn two_producers_rejected() {
         let (mut g, [x, a, ..], _) = small();
-        let e = g.add_node(Node::new(Relu {}, "r2"), &[Some(x)], &[Some(a)]).unwrap_err();
+        let e = g
+            .add_node(Node::new(Relu {}, "r2"), &[Some(x)], &[Some(a)])
+            .unwrap_err();
         assert!(matches!(e, GraphError::TwoProducers { .. }));
     }
 
@@ -688,7 +787,9 @@ mod tests {
         assert_eq!(g.node_ids(), &before[..]);
         // Insert a node that feeds `a`'s consumer, placed last: sorting moves it up.
         let c = g.add_value("c").unwrap();
-        let n3 = g.add_node(Node::new(Relu {}, "late"), &[Some(x)], &[Some(c)]).unwrap();
+        let n3 = g
+            .add_node(Node::new(Relu {}, "late"), &[Some(x)], &[Some(c)])
+            .unwrap();
         g.set_input(n2, 1, Some(c));
         assert!(g.validate().is_err());
         g.topo_sort().unwrap();

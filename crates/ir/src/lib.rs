@@ -9,7 +9,9 @@ mod model;
 pub mod ops;
 mod types;
 
-pub use attr::{AttrKind, AttrValue, Attribute, ExternalRef, Opaque, Storage, TensorBytes, TensorData};
+pub use attr::{
+    AttrKind, AttrValue, Attribute, ExternalRef, Opaque, Storage, TensorBytes, TensorData,
+};
 pub use dump::fmt_tensor;
 pub use graph::{Graph, GraphError, Node, NodeId, Value, ValueId};
 pub use infer::{InferError, InferReport, infer_shapes};

@@ -58,9 +58,16 @@ impl Model {
     /// Sets the imported version of `domain`, adding the import if missing.
     pub fn set_opset(&mut self, domain: &str, version: i64) {
         let d = normalize_domain(domain);
-        match self.opset_import.iter_mut().find(|o| normalize_domain(o.domain.as_deref().unwrap_or("")) == d) {
+        match self
+            .opset_import
+            .iter_mut()
+            .find(|o| normalize_domain(o.domain.as_deref().unwrap_or("")) == d)
+        {
             Some(o) => o.version = Some(version),
-            None => self.opset_import.push(OpsetId { domain: Some(d.to_string()), version: Some(version) }),
+            None => self.opset_import.push(OpsetId {
+                domain: Some(d.to_string()),
+                version: Some(version),
+            }),
         }
     }
 }

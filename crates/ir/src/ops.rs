@@ -92,7 +92,10 @@ impl FromAttr for Vec<i64> {
 impl FromAttr for Vec<String> {
     fn from_attr(v: &AttrValue) -> Option<Self> {
         match v {
-            AttrValue::Strings(x) => x.iter().map(|s| String::from_utf8(s.clone()).ok()).collect(),
+            AttrValue::Strings(x) => x
+                .iter()
+                .map(|s| String::from_utf8(s.clone()).ok())
+                .collect(),
             _ => None,
         }
     }
@@ -390,9 +393,15 @@ mod tests {
 
     #[test]
     fn contrib_domain_and_aliases() {
-        assert!(matches!(Op::parse("com.microsoft", "QLinearAdd", &[]), Op::QLinearAdd(_)));
+        assert!(matches!(
+            Op::parse("com.microsoft", "QLinearAdd", &[]),
+            Op::QLinearAdd(_)
+        ));
         assert!(Op::parse("", "QLinearAdd", &[]).is_opaque());
-        assert!(matches!(Op::parse("com.microsoft", "QuantizeLinear", &[]), Op::QuantizeLinear(_)));
+        assert!(matches!(
+            Op::parse("com.microsoft", "QuantizeLinear", &[]),
+            Op::QuantizeLinear(_)
+        ));
         let o = Op::parse("my.domain", "Foo", &[]);
         assert_eq!((o.domain(), o.op_type()), ("my.domain", "Foo"));
     }

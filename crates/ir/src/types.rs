@@ -23,10 +23,16 @@ pub struct Dim {
 
 impl Dim {
     pub fn known(v: i64) -> Dim {
-        Dim { value: DimValue::Known(v), denotation: None }
+        Dim {
+            value: DimValue::Known(v),
+            denotation: None,
+        }
     }
     pub fn param(p: &str) -> Dim {
-        Dim { value: DimValue::Param(p.to_string()), denotation: None }
+        Dim {
+            value: DimValue::Param(p.to_string()),
+            denotation: None,
+        }
     }
 }
 
@@ -44,7 +50,10 @@ pub enum TypeKind {
     Tensor(TensorType),
     SparseTensor(TensorType),
     Sequence(Option<Box<Type>>),
-    Map { key: Option<DType>, value: Option<Box<Type>> },
+    Map {
+        key: Option<DType>,
+        value: Option<Box<Type>>,
+    },
     Optional(Option<Box<Type>>),
     /// No `value` was set in the type.
     Unset,
@@ -88,7 +97,10 @@ pub struct ValueInfo {
 
 impl ValueInfo {
     pub fn of_type(ty: Type) -> ValueInfo {
-        ValueInfo { ty: Some(ty), ..Default::default() }
+        ValueInfo {
+            ty: Some(ty),
+            ..Default::default()
+        }
     }
 }
 
@@ -102,7 +114,10 @@ pub struct Fact {
 
 impl Fact {
     pub fn new(dtype: DType, shape: &[usize]) -> Fact {
-        Fact { dtype: Some(dtype), shape: Some(shape.iter().map(|&d| DimValue::Known(d as i64)).collect()) }
+        Fact {
+            dtype: Some(dtype),
+            shape: Some(shape.iter().map(|&d| DimValue::Known(d as i64)).collect()),
+        }
     }
 
     /// The static shape, if every dimension is known.
@@ -122,7 +137,10 @@ impl Fact {
         match ty.as_tensor() {
             Some(t) => Fact {
                 dtype: t.elem,
-                shape: t.shape.as_ref().map(|s| s.iter().map(|d| d.value.clone()).collect()),
+                shape: t
+                    .shape
+                    .as_ref()
+                    .map(|s| s.iter().map(|d| d.value.clone()).collect()),
             },
             None => Fact::default(),
         }

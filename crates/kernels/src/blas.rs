@@ -2,6 +2,7 @@
 //! variant that splits the output into disjoint row or column tiles. This is the only `unsafe` outside
 //! SIMD code: matrixmultiply's API takes raw pointers.
 
+use crate::f32x::{self, F32Kernel};
 use crate::util::PAR_MIN_FLOPS;
 use rayon::prelude::*;
 
@@ -33,6 +34,145 @@ impl<'a> Mat<'a> {
 
 fn max_index(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     (rows - 1) * rs + (cols - 1) * cs
+}
+
+/// matrixmultiply's `sgemm` signature, run by the kernel [`f32x::selected`] picks (C column stride
+/// must be 1).
+///
+/// # Safety
+/// As `matrixmultiply::sgemm`: every addressed element of A and B readable, of C writable and not
+/// aliasing A or B.
+unsafe fn raw_sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    debug_assert!(csc == 1 && rsc >= 0);
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        raw_sgemm_with(
+            f32x::selected(),
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            rsc,
+            csc,
+        )
+    }
+}
+
+/// [`raw_sgemm`] with an explicit kernel.
+///
+/// # Safety
+/// As [`raw_sgemm`]; `F32Kernel::Avx512` additionally needs [`f32x::avx512_available`].
+unsafe fn raw_sgemm_with(
+    kernel: F32Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        F32Kernel::Avx512 if csc == 1 => {
+            // SAFETY: the caller's contract covers A, B and C (row stride rsc >= 0, unit column
+            // stride) and the avx512f requirement.
+            unsafe {
+                f32x::avx512::sgemm(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a,
+                    rsa,
+                    csa,
+                    b,
+                    rsb,
+                    csb,
+                    beta,
+                    c,
+                    rsc as usize,
+                )
+            }
+        }
+        // SAFETY: the caller's contract is matrixmultiply's.
+        _ => unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        },
+    }
+}
+
+/// [`sgemm`] through an explicit kernel (tests compare both paths).
+#[cfg(test)]
+pub(crate) fn sgemm_with(
+    kernel: F32Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return sgemm(m, k, n, alpha, a, b, beta, c, ldc);
+    }
+    assert!(max_index(m, n, ldc, 1) < c.len());
+    assert!(max_index(m, k, a.rs, a.cs) < a.data.len());
+    assert!(max_index(k, n, b.rs, b.cs) < b.data.len());
+    assert!(kernel == F32Kernel::Portable || f32x::avx512_available());
+    // SAFETY: views bounds-checked above, C uniquely borrowed, avx512 availability asserted.
+    unsafe {
+        raw_sgemm_with(
+            kernel,
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        )
+    }
 }
 
 /// `C = alpha * A * B + beta * C` with `A: m x k`, `B: k x n`, `C: m x n` row-major with row stride
@@ -74,7 +214,7 @@ pub(crate) fn sgemm(
     // SAFETY: the three asserts above prove every element the views address is inside its slice; C is
     // a unique borrow so it does not alias A or B; all strides fit isize because they index slices.
     unsafe {
-        matrixmultiply::sgemm(
+        raw_sgemm(
             m,
             k,
             n,
@@ -176,7 +316,7 @@ pub(crate) fn par_sgemm(
                         }
                     }
                 } else {
-                    matrixmultiply::sgemm(
+                    raw_sgemm(
                         m,
                         k,
                         nc,
@@ -242,7 +382,7 @@ impl ColTile {
         // stride ldc from ptr) lies inside the buffer given to `for_col_tiles` (checked there) and
         // belongs to this tile alone.
         unsafe {
-            matrixmultiply::sgemm(
+            raw_sgemm(
                 m,
                 k,
                 n,

@@ -9,6 +9,7 @@
 
 use crate::blas::{Mat, for_col_tiles, par_sgemm, sgemm};
 use crate::error::{Result, param_err, shape_err};
+use crate::f32x::{self, F32Kernel};
 use crate::spatial::{check_geometry, window_out_len};
 use crate::util::{
     PAR_MIN_FLOPS, check_len, next_index, numel, strides_of, valid_range, with_scratch,
@@ -343,7 +344,32 @@ fn depthwise_2d(geo: &Geometry, p: &ConvParams, x: &[f32], w: &[f32], bias: f32,
     let (dh, dw) = (p.dilations[0], p.dilations[1]);
     let (ph, pw) = (p.pads[0] as isize, p.pads[1] as isize);
     out.fill(bias);
+    // AVX-512 path for 3-wide, stride-1, dilation-1 rows: interior columns [c_lo, c_hi) (all three
+    // taps inside the input) run vectorised, the border columns use the scalar loop below.
+    let (mut c_lo, mut c_hi) = (0, 0);
+    if kw == 3 && sw == 1 && dw == 1 && kh <= 3 && f32x::selected() == F32Kernel::Avx512 {
+        let pwu = p.pads[1];
+        c_lo = pwu.min(ow);
+        c_hi = (wd + pwu).saturating_sub(2).min(ow).max(c_lo);
+    }
     for (r, orow) in out.chunks_mut(ow).enumerate().take(oh) {
+        #[cfg(target_arch = "x86_64")]
+        if c_lo < c_hi {
+            let mut rows: [(&[f32], [f32; 3]); 3] = [(&[], [0.0; 3]); 3];
+            let mut nrows = 0;
+            for ki in 0..kh {
+                let ih = (r * sh + ki * dh) as isize - ph;
+                if ih >= 0 && ih < h as isize {
+                    let ih = ih as usize;
+                    rows[nrows] = (
+                        &x[ih * wd..(ih + 1) * wd],
+                        [w[ki * 3], w[ki * 3 + 1], w[ki * 3 + 2]],
+                    );
+                    nrows += 1;
+                }
+            }
+            f32x::avx512::conv3_row_s1(&rows[..nrows], orow, c_lo, c_hi, p.pads[1]);
+        }
         for ki in 0..kh {
             let ih = (r * sh + ki * dh) as isize - ph;
             if ih < 0 || ih >= h as isize {
@@ -359,8 +385,14 @@ fn depthwise_2d(geo: &Geometry, p: &ConvParams, x: &[f32], w: &[f32], bias: f32,
                 }
                 let start = ((lo * sw) as isize + off) as usize;
                 if sw == 1 {
-                    for (o, &xv) in orow[lo..hi].iter_mut().zip(&xrow[start..start + (hi - lo)]) {
-                        *o += wv * xv;
+                    // Columns [c_lo, c_hi) were done by the vector path (empty when not taken).
+                    let parts = [(lo, hi.min(c_lo).max(lo)), (c_hi.max(lo).min(hi), hi)];
+                    let parts = if c_lo < c_hi { &parts[..] } else { &parts[1..] };
+                    for &(a, b) in parts {
+                        let xs = &xrow[start + (a - lo)..start + (b - lo)];
+                        for (o, &xv) in orow[a..b].iter_mut().zip(xs) {
+                            *o += wv * xv;
+                        }
                     }
                 } else {
                     for (j, o) in orow[lo..hi].iter_mut().enumerate() {
@@ -417,6 +449,33 @@ mod tests {
             case.input_shape, case.weight_shape, case.p
         );
         assert_close(&got, &want, 1e-4, 1e-4, &ctx);
+    }
+
+    #[test]
+    fn depthwise_3_wide_stride_1_rows() {
+        // The AVX-512 row path (when selected): widths around the 16-lane vector, all pads and
+        // kernel heights up to 3, dilated rows.
+        let mut rng = Rng::new(99);
+        for wd in [1, 2, 3, 5, 15, 16, 17, 18, 33, 40] {
+            for (pl, pr) in [(0, 0), (1, 1), (2, 0), (0, 2), (3, 3)] {
+                for kh in 1..=3 {
+                    let mut p = ConvParams::new(2);
+                    p.group = 3;
+                    p.pads = vec![1, pl, 1, pr];
+                    p.dilations = vec![rng.range(1, 2), 1];
+                    if wd + pl + pr < 3 {
+                        continue;
+                    }
+                    let case = Case {
+                        input_shape: vec![1, 3, 5, wd],
+                        weight_shape: vec![6, 1, kh, 3],
+                        bias: rng.bool(),
+                        p,
+                    };
+                    check(&mut rng, &case);
+                }
+            }
+        }
     }
 
     fn random_case(rng: &mut Rng, nd: usize, depthwise: bool) -> Case {

@@ -15,6 +15,7 @@ mod blas;
 pub mod conv;
 pub mod conv_transpose;
 mod error;
+mod f32x;
 pub mod gemm;
 pub mod int8;
 pub mod pool;

@@ -20,12 +20,22 @@ fn node_test_models() -> Vec<PathBuf> {
 
 #[test]
 fn round_trip_is_lossless_per_the_onnx_package() {
-    let Some(python) = qtool_testkit::reference_python() else { return };
+    let Some(python) = qtool_testkit::reference_python() else {
+        return;
+    };
     let mut models = node_test_models();
-    assert!(models.len() > 600, "expected the generated node-test models, found {}", models.len());
+    assert!(
+        models.len() > 600,
+        "expected the generated node-test models, found {}",
+        models.len()
+    );
     let real = qtool_testkit::real_models();
     if qtool_testkit::reference_required() {
-        assert!(real.len() >= 5, "expected the fetched real models, found {}", real.len());
+        assert!(
+            real.len() >= 5,
+            "expected the fetched real models, found {}",
+            real.len()
+        );
     }
     models.extend(real);
 
@@ -35,14 +45,29 @@ fn round_trip_is_lossless_per_the_onnx_package() {
     for (i, m) in models.iter().enumerate() {
         let model = qtool_onnx::load(m).unwrap_or_else(|e| panic!("{}: {e}", m.display()));
         let dest = out.path().join(format!("{i:04}.onnx"));
-        qtool_onnx::save(&model, &dest, &qtool_onnx::SaveOptions::default().with_source(m)).unwrap();
+        qtool_onnx::save(
+            &model,
+            &dest,
+            &qtool_onnx::SaveOptions::default().with_source(m),
+        )
+        .unwrap();
         writeln!(pairs, "{}\t{}", m.display(), dest.display()).unwrap();
     }
     drop(pairs);
-    let res = qtool_testkit::python_script(&python, "check_roundtrip.py").arg("--pairs").arg(&pairs_path).output().unwrap();
+    let res = qtool_testkit::python_script(&python, "check_roundtrip.py")
+        .arg("--pairs")
+        .arg(&pairs_path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&res.stdout);
     let stderr = String::from_utf8_lossy(&res.stderr);
     println!("{stdout}");
-    assert!(res.status.success(), "round trip not lossless per the onnx package:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("{} passed, 0 failed", models.len())), "{stdout}");
+    assert!(
+        res.status.success(),
+        "round trip not lossless per the onnx package:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("{} passed, 0 failed", models.len())),
+        "{stdout}"
+    );
 }

@@ -4,9 +4,9 @@
 
 use anyhow::{Context, Result, bail};
 use qtool_calib::{
-    CalibOptions, CalibStats, DataSource, FileLayout, HistMode, ImageFolderSource, Method, NpyDirSource, NpySource,
-    NpzSource, OnnxTestDataSource, Preprocess, RangeSettings, Resize, SampleOrder, Shard, StatsConfig, TensorDecoder,
-    compute_ranges,
+    CalibOptions, CalibStats, DataSource, FileLayout, HistMode, ImageFolderSource, Method,
+    NpyDirSource, NpySource, NpzSource, OnnxTestDataSource, Preprocess, RangeSettings, Resize,
+    SampleOrder, Shard, StatsConfig, TensorDecoder, compute_ranges,
 };
 use qtool_exec::{ExecOptions, Executor};
 use qtool_ir::{DimValue, Model};
@@ -27,11 +27,16 @@ pub struct CalibrateSettings {
 }
 
 fn is_image(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
 fn has_files(dir: &Path, pred: impl Fn(&Path) -> bool) -> Result<bool> {
-    Ok(std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?.flatten().any(|e| pred(&e.path())))
+    Ok(std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .any(|e| pred(&e.path())))
 }
 
 /// The static [H, W] of a model's single image input (NCHW), if declared.
@@ -43,7 +48,9 @@ fn image_hw(model: &Model, input: &str) -> Option<(usize, usize)> {
         return None;
     }
     match (&shape[2].value, &shape[3].value) {
-        (DimValue::Known(h), DimValue::Known(w)) if *h > 0 && *w > 0 => Some((*h as usize, *w as usize)),
+        (DimValue::Known(h), DimValue::Known(w)) if *h > 0 && *w > 0 => {
+            Some((*h as usize, *w as usize))
+        }
         _ => None,
     }
 }
@@ -52,33 +59,58 @@ fn image_hw(model: &Model, input: &str) -> Option<(usize, usize)> {
 /// (keys = input names), a directory of `.npy` files (one sample each), ONNX test-data directories
 /// (`test_data_set_*/input_N.pb`), or a folder of PNG/JPEG images (preprocessed by `pre`, or by
 /// default resized to the model's static input size and scaled to [0, 1]).
-pub fn open_source(model: &Model, exec: &Executor, path: &Path, pre: Option<Preprocess>) -> Result<Box<dyn DataSource>> {
+pub fn open_source(
+    model: &Model,
+    exec: &Executor,
+    path: &Path,
+    pre: Option<Preprocess>,
+) -> Result<Box<dyn DataSource>> {
     let inputs: Vec<String> = exec.input_names().iter().map(|s| s.to_string()).collect();
     let single = || -> Result<String> {
         match inputs.as_slice() {
             [one] => Ok(one.clone()),
-            _ => bail!("{}: the model has {} inputs ({}); use an .npz keyed by input name", path.display(), inputs.len(), inputs.join(", ")),
+            _ => bail!(
+                "{}: the model has {} inputs ({}); use an .npz keyed by input name",
+                path.display(),
+                inputs.len(),
+                inputs.join(", ")
+            ),
         }
     };
     if !path.exists() {
         bail!("{}: no such file or directory", path.display());
     }
     if path.is_file() {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         return Ok(match ext.as_str() {
             "npy" => Box::new(NpySource::open(path, &single()?, 1)?),
             "npz" => Box::new(NpzSource::open(path, 1)?),
-            _ => bail!("{}: unknown data file type (expected .npy, .npz, or a directory)", path.display()),
+            _ => bail!(
+                "{}: unknown data file type (expected .npy, .npz, or a directory)",
+                path.display()
+            ),
         });
     }
-    let is_test_data = has_files(path, |p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("test_data_set_") || (n.starts_with("input_") && n.ends_with(".pb"))))?;
+    let is_test_data = has_files(path, |p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            n.starts_with("test_data_set_") || (n.starts_with("input_") && n.ends_with(".pb"))
+        })
+    })?;
     if is_test_data {
         let decoder: TensorDecoder = Box::new(|bytes: &[u8]| {
             let td = qtool_onnx::read_tensor_pb(bytes).map_err(|e| e.to_string())?;
             let t = td.to_tensor().map_err(|e| e.to_string())?;
             Ok((td.name.clone().filter(|n| !n.is_empty()), t))
         });
-        return Ok(Box::new(OnnxTestDataSource::open(path, inputs.clone(), decoder)?));
+        return Ok(Box::new(OnnxTestDataSource::open(
+            path,
+            inputs.clone(),
+            decoder,
+        )?));
     }
     if has_files(path, is_image)? {
         let input = single()?;
@@ -88,19 +120,37 @@ pub fn open_source(model: &Model, exec: &Executor, path: &Path, pre: Option<Prep
                 let (h, w) = image_hw(model, &input).with_context(|| {
                     format!("{}: images need a target size: the model's input '{input}' has no static [N, C, H, W] shape; give the preprocessing in a pipeline file", path.display())
                 })?;
-                Preprocess { resize: Resize::Exact { height: h, width: w }, ..Preprocess::default() }
+                Preprocess {
+                    resize: Resize::Exact {
+                        height: h,
+                        width: w,
+                    },
+                    ..Preprocess::default()
+                }
             }
         };
         return Ok(Box::new(ImageFolderSource::open(path, &input, pre)?));
     }
     if has_files(path, |p| p.extension().is_some_and(|e| e == "npy"))? {
-        return Ok(Box::new(NpyDirSource::open(path, &single()?, FileLayout::Sample)?));
+        return Ok(Box::new(NpyDirSource::open(
+            path,
+            &single()?,
+            FileLayout::Sample,
+        )?));
     }
-    bail!("{}: found no .npy files, images or ONNX test-data sets in this directory", path.display())
+    bail!(
+        "{}: found no .npy files, images or ONNX test-data sets in this directory",
+        path.display()
+    )
 }
 
 /// Runs calibration and returns the statistics. `progress(done, total)` after every sample.
-pub fn calibrate(model: &Model, data: &Path, s: &CalibrateSettings, progress: &mut dyn FnMut(usize, Option<usize>)) -> Result<CalibStats> {
+pub fn calibrate(
+    model: &Model,
+    data: &Path,
+    s: &CalibrateSettings,
+    progress: &mut dyn FnMut(usize, Option<usize>),
+) -> Result<CalibStats> {
     let exec = Executor::new(model, ExecOptions { threads: s.threads })?;
     let mut source = open_source(model, &exec, data, None)?;
     let (index, count) = s.shard.unwrap_or((0, 1));
@@ -110,12 +160,18 @@ pub fn calibrate(model: &Model, data: &Path, s: &CalibrateSettings, progress: &m
             channel_axis: s.per_channel_activations.then_some(1),
             ..StatsConfig::default()
         },
-        order: SampleOrder { limit: s.samples, shuffle_seed: s.seed, shard: Shard { index, count } },
+        order: SampleOrder {
+            limit: s.samples,
+            shuffle_seed: s.seed,
+            shard: Shard { index, count },
+        },
         ..CalibOptions::default()
     };
     let stats = qtool_calib::calibrate(&exec, source.as_mut(), &opts, progress)?;
     for (name, nan, pinf, ninf) in stats.non_finite_report() {
-        tracing::warn!("tensor '{name}': {nan} NaN, {pinf} +Inf, {ninf} -Inf values were left out of its statistics");
+        tracing::warn!(
+            "tensor '{name}': {nan} NaN, {pinf} +Inf, {ninf} -Inf values were left out of its statistics"
+        );
     }
     Ok(stats)
 }
@@ -127,13 +183,25 @@ pub fn parse_method(s: &str) -> Result<Method> {
         "percentile" => Method::Percentile,
         "entropy" => Method::Entropy,
         "mse" => Method::Mse,
-        other => bail!("unknown calibration method '{other}' (expected minmax, percentile, entropy or mse)"),
+        other => bail!(
+            "unknown calibration method '{other}' (expected minmax, percentile, entropy or mse)"
+        ),
     })
 }
 
 /// Ranges JSON from saved statistics.
-pub fn ranges_json(stats: &CalibStats, method: Method, ort_mode: bool, per_channel: bool, percentile: Option<f64>) -> Result<String> {
-    let mut settings = RangeSettings { method, per_channel, ..RangeSettings::default() };
+pub fn ranges_json(
+    stats: &CalibStats,
+    method: Method,
+    ort_mode: bool,
+    per_channel: bool,
+    percentile: Option<f64>,
+) -> Result<String> {
+    let mut settings = RangeSettings {
+        method,
+        per_channel,
+        ..RangeSettings::default()
+    };
     if ort_mode {
         settings.mode = HistMode::Ort;
     }

@@ -19,31 +19,52 @@ impl std::str::FromStr for InputArg {
     fn from_str(s: &str) -> Result<Self, String> {
         // A path may contain '=' too; treat "NAME=FILE" only when the part before '=' is not a path.
         match s.split_once('=') {
-            Some((n, p)) if !n.is_empty() && !n.contains('/') && !p.is_empty() => {
-                Ok(InputArg { name: Some(n.to_string()), path: PathBuf::from(p) })
-            }
+            Some((n, p)) if !n.is_empty() && !n.contains('/') && !p.is_empty() => Ok(InputArg {
+                name: Some(n.to_string()),
+                path: PathBuf::from(p),
+            }),
             _ if s.is_empty() => Err("empty --input".into()),
-            _ => Ok(InputArg { name: None, path: PathBuf::from(s) }),
+            _ => Ok(InputArg {
+                name: None,
+                path: PathBuf::from(s),
+            }),
         }
     }
 }
 
 fn read_tensor_file(path: &Path) -> Result<Vec<(Option<String>, Tensor)>> {
     if path.is_dir() {
-        bail!("{} is a directory, expected a .npy, .npz or .pb file", path.display());
+        bail!(
+            "{} is a directory, expected a .npy, .npz or .pb file",
+            path.display()
+        );
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     Ok(match ext.as_str() {
         "npy" => vec![(None, qtool_data::load_npy(path)?)],
-        "npz" => qtool_data::load_npz(path)?.into_iter().map(|(k, t)| (Some(k), t)).collect(),
+        "npz" => qtool_data::load_npz(path)?
+            .into_iter()
+            .map(|(k, t)| (Some(k), t))
+            .collect(),
         "pb" => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let td = qtool_onnx::read_tensor_pb(&bytes).with_context(|| format!("{}: not an ONNX TensorProto", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let td = qtool_onnx::read_tensor_pb(&bytes)
+                .with_context(|| format!("{}: not an ONNX TensorProto", path.display()))?;
             let name = td.name.clone().filter(|n| !n.is_empty());
-            let t = td.to_tensor().with_context(|| format!("{}: bad tensor data", path.display()))?;
+            let t = td
+                .to_tensor()
+                .with_context(|| format!("{}: bad tensor data", path.display()))?;
             vec![(name, t)]
         }
-        _ => bail!("{}: unknown input file type (expected .npy, .npz or .pb)", path.display()),
+        _ => bail!(
+            "{}: unknown input file type (expected .npy, .npz or .pb)",
+            path.display()
+        ),
     })
 }
 
@@ -68,7 +89,11 @@ pub fn load_inputs(exec: &Executor, args: &[InputArg]) -> Result<Vec<(String, Te
                 (Some(n), _) => n.clone(),
             };
             if !names.contains(&name) {
-                bail!("'{name}' (from {}) is not an input of the model; its inputs are: {}", a.path.display(), names.join(", "));
+                bail!(
+                    "'{name}' (from {}) is not an input of the model; its inputs are: {}",
+                    a.path.display(),
+                    names.join(", ")
+                );
             }
             if out.iter().any(|(n, _)| *n == name) {
                 bail!("input '{name}' is given twice");
@@ -81,17 +106,32 @@ pub fn load_inputs(exec: &Executor, args: &[InputArg]) -> Result<Vec<(String, Te
 
 /// A file name for an output: the output name with path separators and odd characters replaced.
 pub fn output_file_name(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{s}.npy")
 }
 
 /// Runs `model` on the inputs and writes `<output>.npy` files into `out_dir` (created if needed).
 /// Returns the written paths.
-pub fn exec_to_dir(model: &Model, inputs: &[InputArg], out_dir: &Path, threads: Option<usize>) -> Result<Vec<PathBuf>> {
+pub fn exec_to_dir(
+    model: &Model,
+    inputs: &[InputArg],
+    out_dir: &Path,
+    threads: Option<usize>,
+) -> Result<Vec<PathBuf>> {
     let exec = Executor::new(model, ExecOptions { threads })?;
     let tensors = load_inputs(&exec, inputs)?;
     let outputs = exec.run_batched(tensors)?;
-    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut written = Vec::new();
     for (name, t) in outputs {
         let path = out_dir.join(output_file_name(&name));

@@ -104,12 +104,19 @@ pub struct InspectReport {
 fn io_info(g: &Graph, v: qtool_ir::ValueId, info: &ValueInfo) -> IoInfo {
     let name = g.value_name(v).to_string();
     let Some(ty) = &info.ty else {
-        return IoInfo { name, dtype: "UNDEFINED".into(), shape: None };
+        return IoInfo {
+            name,
+            dtype: "UNDEFINED".into(),
+            shape: None,
+        };
     };
     match &ty.kind {
         TypeKind::Tensor(t) => IoInfo {
             name,
-            dtype: t.elem.map(|d| d.onnx_name().to_string()).unwrap_or_else(|| "UNDEFINED".into()),
+            dtype: t
+                .elem
+                .map(|d| d.onnx_name().to_string())
+                .unwrap_or_else(|| "UNDEFINED".into()),
             shape: t.shape.as_ref().map(|s| {
                 s.iter()
                     .map(|d| match &d.value {
@@ -120,11 +127,31 @@ fn io_info(g: &Graph, v: qtool_ir::ValueId, info: &ValueInfo) -> IoInfo {
                     .collect()
             }),
         },
-        TypeKind::SparseTensor(_) => IoInfo { name, dtype: "sparse_tensor".into(), shape: None },
-        TypeKind::Sequence(_) => IoInfo { name, dtype: "sequence".into(), shape: None },
-        TypeKind::Map { .. } => IoInfo { name, dtype: "map".into(), shape: None },
-        TypeKind::Optional(_) => IoInfo { name, dtype: "optional".into(), shape: None },
-        TypeKind::Unset => IoInfo { name, dtype: "UNDEFINED".into(), shape: None },
+        TypeKind::SparseTensor(_) => IoInfo {
+            name,
+            dtype: "sparse_tensor".into(),
+            shape: None,
+        },
+        TypeKind::Sequence(_) => IoInfo {
+            name,
+            dtype: "sequence".into(),
+            shape: None,
+        },
+        TypeKind::Map { .. } => IoInfo {
+            name,
+            dtype: "map".into(),
+            shape: None,
+        },
+        TypeKind::Optional(_) => IoInfo {
+            name,
+            dtype: "optional".into(),
+            shape: None,
+        },
+        TypeKind::Unset => IoInfo {
+            name,
+            dtype: "UNDEFINED".into(),
+            shape: None,
+        },
     }
 }
 
@@ -161,12 +188,15 @@ pub fn inspect(model: &Model) -> InspectReport {
     let mut parameters: BTreeMap<String, ParamStats> = BTreeMap::new();
     let mut weights = WeightPlacement::default();
     let add_param = |t: &qtool_ir::TensorData, parameters: &mut BTreeMap<String, ParamStats>| {
-        let p = parameters.entry(t.dtype.onnx_name().to_string()).or_default();
+        let p = parameters
+            .entry(t.dtype.onnx_name().to_string())
+            .or_default();
         p.tensors += 1;
         p.elements += t.numel() as u64;
         p.bytes += t.byte_size() as u64;
     };
-    let (mut q, mut dq, mut qlinear, mut integer, mut dynamic, mut per_axis, mut per_tensor) = (0, 0, 0, 0, 0, 0, 0);
+    let (mut q, mut dq, mut qlinear, mut integer, mut dynamic, mut per_axis, mut per_tensor) =
+        (0, 0, 0, 0, 0, 0, 0);
     let mut zp_types: BTreeMap<String, usize> = BTreeMap::new();
     let (mut smin, mut smax): (Option<f32>, Option<f32>) = (None, None);
 
@@ -205,7 +235,10 @@ pub fn inspect(model: &Model) -> InspectReport {
                         Some(s) if s.numel() > 1 => per_axis += 1,
                         _ => per_tensor += 1,
                     }
-                    if let Some(s) = scale.and_then(|s| s.to_tensor().ok()).and_then(|t| t.to_f64_vec()) {
+                    if let Some(s) = scale
+                        .and_then(|s| s.to_tensor().ok())
+                        .and_then(|t| t.to_f64_vec())
+                    {
                         for x in s {
                             let x = x as f32;
                             smin = Some(smin.map_or(x, |m| m.min(x)));
@@ -217,7 +250,13 @@ pub fn inspect(model: &Model) -> InspectReport {
                         .and_then(|z| sub.constant(z).map(|t| t.dtype))
                         .or_else(|| n.input(2).and_then(|z| sub.value(z).fact.dtype))
                         .map(|d| d.onnx_name().to_string())
-                        .unwrap_or_else(|| if matches!(op, Op::QuantizeLinear(_)) { DType::U8.onnx_name().into() } else { "none".into() });
+                        .unwrap_or_else(|| {
+                            if matches!(op, Op::QuantizeLinear(_)) {
+                                DType::U8.onnx_name().into()
+                            } else {
+                                "none".into()
+                            }
+                        });
                     *zp_types.entry(zp_type).or_insert(0) += 1;
                 }
                 Op::QLinearConv(_)
@@ -232,7 +271,9 @@ pub fn inspect(model: &Model) -> InspectReport {
                 | Op::QLinearSoftmax(_)
                 | Op::QGemm(_) => qlinear += 1,
                 Op::ConvInteger(_) | Op::MatMulInteger(_) => integer += 1,
-                Op::DynamicQuantizeLinear(_) | Op::DynamicQuantizeMatMul(_) | Op::MatMulIntegerToFloat(_) => dynamic += 1,
+                Op::DynamicQuantizeLinear(_)
+                | Op::DynamicQuantizeMatMul(_)
+                | Op::MatMulIntegerToFloat(_) => dynamic += 1,
                 _ => {}
             }
         }
@@ -269,12 +310,22 @@ pub fn inspect(model: &Model) -> InspectReport {
         opsets: model
             .opset_import
             .iter()
-            .map(|o| (qtool_ir::ops::normalize_domain(o.domain.as_deref().unwrap_or("")).to_string(), o.version.unwrap_or(0)))
+            .map(|o| {
+                (
+                    qtool_ir::ops::normalize_domain(o.domain.as_deref().unwrap_or("")).to_string(),
+                    o.version.unwrap_or(0),
+                )
+            })
             .collect(),
         producer_name: model.producer_name.clone(),
         producer_version: model.producer_version.clone(),
         graph_name: g.name.clone(),
-        inputs: g.inputs.iter().filter(|(v, _)| g.initializer(*v).is_none()).map(|(v, i)| io_info(g, *v, i)).collect(),
+        inputs: g
+            .inputs
+            .iter()
+            .filter(|(v, _)| g.initializer(*v).is_none())
+            .map(|(v, i)| io_info(g, *v, i))
+            .collect(),
         outputs: g.outputs.iter().map(|(v, i)| io_info(g, *v, i)).collect(),
         node_count,
         ops,
@@ -296,7 +347,11 @@ pub fn inspect(model: &Model) -> InspectReport {
             scale_max: smax,
         },
         opaque_ops,
-        functions: model.functions.iter().map(|f| op_key(&f.domain, &f.name)).collect(),
+        functions: model
+            .functions
+            .iter()
+            .map(|f| op_key(&f.domain, &f.name))
+            .collect(),
         metadata: model.metadata_props.iter().cloned().collect(),
     }
 }
@@ -332,9 +387,16 @@ impl InspectReport {
     /// The readable text form.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let opsets: Vec<String> =
-            self.opsets.iter().map(|(d, v)| format!("{}={v}", if d.is_empty() { "ai.onnx" } else { d })).collect();
-        let _ = writeln!(s, "IR version   {}", self.ir_version.map(|v| v.to_string()).unwrap_or("-".into()));
+        let opsets: Vec<String> = self
+            .opsets
+            .iter()
+            .map(|(d, v)| format!("{}={v}", if d.is_empty() { "ai.onnx" } else { d }))
+            .collect();
+        let _ = writeln!(
+            s,
+            "IR version   {}",
+            self.ir_version.map(|v| v.to_string()).unwrap_or("-".into())
+        );
         let _ = writeln!(s, "opsets       {}", opsets.join(", "));
         let producer = format!(
             "{} {}",
@@ -343,10 +405,22 @@ impl InspectReport {
         );
         let _ = writeln!(s, "producer     {}", producer.trim_end());
         for i in &self.inputs {
-            let _ = writeln!(s, "input        {}: {} {}", i.name, i.dtype, fmt_shape(&i.shape));
+            let _ = writeln!(
+                s,
+                "input        {}: {} {}",
+                i.name,
+                i.dtype,
+                fmt_shape(&i.shape)
+            );
         }
         for o in &self.outputs {
-            let _ = writeln!(s, "output       {}: {} {}", o.name, o.dtype, fmt_shape(&o.shape));
+            let _ = writeln!(
+                s,
+                "output       {}: {} {}",
+                o.name,
+                o.dtype,
+                fmt_shape(&o.shape)
+            );
         }
         let _ = writeln!(
             s,
@@ -358,7 +432,13 @@ impl InspectReport {
             self.weights.external_tensors
         );
         for (d, p) in &self.parameters {
-            let _ = writeln!(s, "  {d:<10} {} tensors, {} elements, {}", p.tensors, p.elements, fmt_bytes(p.bytes));
+            let _ = writeln!(
+                s,
+                "  {d:<10} {} tensors, {} elements, {}",
+                p.tensors,
+                p.elements,
+                fmt_bytes(p.bytes)
+            );
         }
         let q = &self.quantization;
         let _ = writeln!(s, "quantization {:?}", q.format);
@@ -366,7 +446,13 @@ impl InspectReport {
             let _ = writeln!(
                 s,
                 "  Q {} / DQ {} (per-axis {}, per-tensor {}), QLinear ops {}, integer ops {}, dynamic ops {}",
-                q.quantize_linear, q.dequantize_linear, q.per_axis, q.per_tensor, q.qlinear_ops, q.integer_ops, q.dynamic_ops
+                q.quantize_linear,
+                q.dequantize_linear,
+                q.per_axis,
+                q.per_tensor,
+                q.qlinear_ops,
+                q.integer_ops,
+                q.dynamic_ops
             );
             if let (Some(a), Some(b)) = (q.scale_min, q.scale_max) {
                 let _ = writeln!(s, "  scales in [{a:e}, {b:e}]");
@@ -376,7 +462,11 @@ impl InspectReport {
         let mut hist: Vec<(&String, &usize)> = self.ops.iter().collect();
         hist.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (k, n) in hist {
-            let opaque = if self.opaque_ops.contains_key(k) { "  (opaque)" } else { "" };
+            let opaque = if self.opaque_ops.contains_key(k) {
+                "  (opaque)"
+            } else {
+                ""
+            };
             let _ = writeln!(s, "  {n:>5}  {k}{opaque}");
         }
         if !self.functions.is_empty() {

@@ -113,8 +113,18 @@ pub struct QScheme {
 }
 
 impl QScheme {
-    pub const U8_ASYM: QScheme = QScheme { signed: false, bits: 8, symmetric: false, reduce_range: false };
-    pub const I8_SYM: QScheme = QScheme { signed: true, bits: 8, symmetric: true, reduce_range: false };
+    pub const U8_ASYM: QScheme = QScheme {
+        signed: false,
+        bits: 8,
+        symmetric: false,
+        reduce_range: false,
+    };
+    pub const I8_SYM: QScheme = QScheme {
+        signed: true,
+        bits: 8,
+        symmetric: true,
+        reduce_range: false,
+    };
 
     /// The `[qmin, qmax]` ONNX Runtime uses (`quant_utils.get_qmin_qmax_for_qType`).
     pub fn range(&self) -> QRange {
@@ -126,7 +136,10 @@ impl QScheme {
             (true, false, true) => (-(1 << (b - 1)) + 1, (1 << (b - 1)) - 1),
             (true, false, false) => (-(1 << (b - 1)), (1 << (b - 1)) - 1),
         };
-        QRange { qmin: qmin as i32, qmax: qmax as i32 }
+        QRange {
+            qmin: qmin as i32,
+            qmax: qmax as i32,
+        }
     }
 }
 
@@ -152,7 +165,10 @@ pub fn compute_scale_zp(rmin: f32, rmax: f32, scheme: QScheme) -> ScaleZp {
     }
     let scale = ((rmax - rmin) / (qmax - qmin) as f64) as f32;
     if scale.is_nan() || scale < f32::MIN_POSITIVE {
-        return ScaleZp { scale: 1.0, zero_point: 0 };
+        return ScaleZp {
+            scale: 1.0,
+            zero_point: 0,
+        };
     }
     let zero_point = if scheme.symmetric {
         round_half_even_f64((qmin + qmax) as f64 / 2.0) as i32
@@ -170,10 +186,16 @@ pub fn dynamic_quant_params(xmin: f32, xmax: f32) -> ScaleZp {
     let xmax = xmax.max(0.0);
     let scale = (xmax - xmin) / 255.0;
     if scale == 0.0 {
-        return ScaleZp { scale: 0.0, zero_point: 0 };
+        return ScaleZp {
+            scale: 0.0,
+            zero_point: 0,
+        };
     }
     let zp = round_half_even((-xmin / scale).clamp(0.0, 255.0)) as i32;
-    ScaleZp { scale, zero_point: zp }
+    ScaleZp {
+        scale,
+        zero_point: zp,
+    }
 }
 
 /// Quantizes a float bias to int32 with scale `input_scale * weight_scale` (zero-point 0), as ONNX
@@ -218,22 +240,100 @@ mod tests {
     #[test]
     fn scale_zp_matches_onnx_runtime_examples() {
         let u8a = compute_scale_zp(-1.0, 3.0, QScheme::U8_ASYM);
-        assert_eq!(u8a, ScaleZp { scale: (4.0f64 / 255.0) as f32, zero_point: 64 });
-        let i8a = compute_scale_zp(-1.0, 3.0, QScheme { signed: true, bits: 8, symmetric: false, reduce_range: false });
-        assert_eq!(i8a, ScaleZp { scale: (4.0f64 / 255.0) as f32, zero_point: -64 });
+        assert_eq!(
+            u8a,
+            ScaleZp {
+                scale: (4.0f64 / 255.0) as f32,
+                zero_point: 64
+            }
+        );
+        let i8a = compute_scale_zp(
+            -1.0,
+            3.0,
+            QScheme {
+                signed: true,
+                bits: 8,
+                symmetric: false,
+                reduce_range: false,
+            },
+        );
+        assert_eq!(
+            i8a,
+            ScaleZp {
+                scale: (4.0f64 / 255.0) as f32,
+                zero_point: -64
+            }
+        );
         let i8s = compute_scale_zp(-1.0, 3.0, QScheme::I8_SYM);
-        assert_eq!(i8s, ScaleZp { scale: (3.0f64 / 127.0) as f32, zero_point: 0 });
-        let u8s = compute_scale_zp(-1.0, 3.0, QScheme { signed: false, bits: 8, symmetric: true, reduce_range: false });
-        assert_eq!(u8s, ScaleZp { scale: (6.0f64 / 255.0) as f32, zero_point: 128 });
-        let i8sr = compute_scale_zp(-1.0, 3.0, QScheme { signed: true, bits: 8, symmetric: true, reduce_range: true });
-        assert_eq!(i8sr, ScaleZp { scale: (6.0f64 / 128.0) as f32, zero_point: 0 });
-        let u8ar = compute_scale_zp(-1.0, 3.0, QScheme { signed: false, bits: 8, symmetric: false, reduce_range: true });
-        assert_eq!(u8ar, ScaleZp { scale: (4.0f64 / 127.0) as f32, zero_point: 32 });
+        assert_eq!(
+            i8s,
+            ScaleZp {
+                scale: (3.0f64 / 127.0) as f32,
+                zero_point: 0
+            }
+        );
+        let u8s = compute_scale_zp(
+            -1.0,
+            3.0,
+            QScheme {
+                signed: false,
+                bits: 8,
+                symmetric: true,
+                reduce_range: false,
+            },
+        );
+        assert_eq!(
+            u8s,
+            ScaleZp {
+                scale: (6.0f64 / 255.0) as f32,
+                zero_point: 128
+            }
+        );
+        let i8sr = compute_scale_zp(
+            -1.0,
+            3.0,
+            QScheme {
+                signed: true,
+                bits: 8,
+                symmetric: true,
+                reduce_range: true,
+            },
+        );
+        assert_eq!(
+            i8sr,
+            ScaleZp {
+                scale: (6.0f64 / 128.0) as f32,
+                zero_point: 0
+            }
+        );
+        let u8ar = compute_scale_zp(
+            -1.0,
+            3.0,
+            QScheme {
+                signed: false,
+                bits: 8,
+                symmetric: false,
+                reduce_range: true,
+            },
+        );
+        assert_eq!(
+            u8ar,
+            ScaleZp {
+                scale: (4.0f64 / 127.0) as f32,
+                zero_point: 32
+            }
+        );
     }
 
     #[test]
     fn degenerate_range_gives_unit_scale() {
-        assert_eq!(compute_scale_zp(0.0, 0.0, QScheme::U8_ASYM), ScaleZp { scale: 1.0, zero_point: 0 });
+        assert_eq!(
+            compute_scale_zp(0.0, 0.0, QScheme::U8_ASYM),
+            ScaleZp {
+                scale: 1.0,
+                zero_point: 0
+            }
+        );
     }
 
     #[test]

@@ -8,9 +8,18 @@ use ndarray::{ArrayD, IxDyn};
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TensorError {
     #[error("{dtype} tensor of shape {shape:?} needs {expected} bytes of data, got {got}")]
-    ByteLength { dtype: DType, shape: Vec<usize>, expected: usize, got: usize },
+    ByteLength {
+        dtype: DType,
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
     #[error("shape {shape:?} holds {expected} elements, got {got}")]
-    ElementCount { shape: Vec<usize>, expected: usize, got: usize },
+    ElementCount {
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
     #[error("expected a {expected} tensor, got {got}")]
     DType { expected: DType, got: DType },
     #[error("a dimension is negative or too large in shape {0:?}")]
@@ -129,11 +138,18 @@ pub fn checked_numel(shape: &[usize]) -> Option<usize> {
 impl Tensor {
     /// Builds a tensor from a shape and a flat row-major vector.
     pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor, TensorError> {
-        let expected = checked_numel(shape).ok_or_else(|| TensorError::BadShape(shape.iter().map(|&d| d as i64).collect()))?;
+        let expected = checked_numel(shape)
+            .ok_or_else(|| TensorError::BadShape(shape.iter().map(|&d| d as i64).collect()))?;
         if expected != data.len() {
-            return Err(TensorError::ElementCount { shape: shape.to_vec(), expected, got: data.len() });
+            return Err(TensorError::ElementCount {
+                shape: shape.to_vec(),
+                expected,
+                got: data.len(),
+            });
         }
-        Ok(T::wrap(ArrayD::from_shape_vec(IxDyn(shape), data).expect("length checked above")))
+        Ok(T::wrap(
+            ArrayD::from_shape_vec(IxDyn(shape), data).expect("length checked above"),
+        ))
     }
 
     /// A 0-d tensor holding one value.
@@ -143,10 +159,14 @@ impl Tensor {
 
     /// A tensor of `shape` filled with the zero of `dtype` (empty string, false, 0).
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor, TensorError> {
-        let n = checked_numel(shape).ok_or_else(|| TensorError::BadShape(shape.iter().map(|&d| d as i64).collect()))?;
+        let n = checked_numel(shape)
+            .ok_or_else(|| TensorError::BadShape(shape.iter().map(|&d| d as i64).collect()))?;
         let len = dtype.byte_len(n).unwrap_or(0);
         Tensor::from_le_bytes(dtype, shape, &vec![0u8; len]).or_else(|_| {
-            Ok(Tensor::String(ArrayD::from_elem(IxDyn(shape), String::new())))
+            Ok(Tensor::String(ArrayD::from_elem(
+                IxDyn(shape),
+                String::new(),
+            )))
         })
     }
 
@@ -188,16 +208,25 @@ impl Tensor {
 
     /// The inner array, if the element type is `T`.
     pub fn view<T: Element>(&self) -> Result<&ArrayD<T>, TensorError> {
-        T::view(self).ok_or(TensorError::DType { expected: T::DTYPE, got: self.dtype() })
+        T::view(self).ok_or(TensorError::DType {
+            expected: T::DTYPE,
+            got: self.dtype(),
+        })
     }
 
     pub fn view_mut<T: Element>(&mut self) -> Result<&mut ArrayD<T>, TensorError> {
         let got = self.dtype();
-        T::view_mut(self).ok_or(TensorError::DType { expected: T::DTYPE, got })
+        T::view_mut(self).ok_or(TensorError::DType {
+            expected: T::DTYPE,
+            got,
+        })
     }
 
     pub fn into_array<T: Element>(self) -> Result<ArrayD<T>, TensorError> {
-        T::unwrap(self).map_err(|t| TensorError::DType { expected: T::DTYPE, got: t.dtype() })
+        T::unwrap(self).map_err(|t| TensorError::DType {
+            expected: T::DTYPE,
+            got: t.dtype(),
+        })
     }
 
     /// Contiguous row-major elements (copies only when the array is not in standard layout).
@@ -210,13 +239,26 @@ impl Tensor {
     }
 
     /// Reads ONNX's packed little-endian `raw_data` layout. Strings have no such layout.
-    pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, TensorError> {
-        let n = checked_numel(shape).ok_or_else(|| TensorError::BadShape(shape.iter().map(|&d| d as i64).collect()))?;
+    pub fn from_le_bytes(
+        dtype: DType,
+        shape: &[usize],
+        bytes: &[u8],
+    ) -> Result<Tensor, TensorError> {
+        let n = checked_numel(shape)
+            .ok_or_else(|| TensorError::BadShape(shape.iter().map(|&d| d as i64).collect()))?;
         let Some(expected) = dtype.byte_len(n) else {
-            return Err(TensorError::DType { expected: DType::U8, got: dtype });
+            return Err(TensorError::DType {
+                expected: DType::U8,
+                got: dtype,
+            });
         };
         if bytes.len() != expected {
-            return Err(TensorError::ByteLength { dtype, shape: shape.to_vec(), expected, got: bytes.len() });
+            return Err(TensorError::ByteLength {
+                dtype,
+                shape: shape.to_vec(),
+                expected,
+                got: bytes.len(),
+            });
         }
         macro_rules! read {
             ($t:ty, $w:expr) => {{
@@ -240,8 +282,14 @@ impl Tensor {
             DType::U32 => read!(u32, 4),
             DType::I64 => read!(i64, 8),
             DType::U64 => read!(u64, 8),
-            DType::Bool => Tensor::from_vec(shape, bytes.iter().map(|&b| b != 0).collect::<Vec<bool>>())?,
-            _ => Tensor::Packed(PackedTensor { dtype, shape: shape.to_vec(), bytes: bytes.to_vec() }),
+            DType::Bool => {
+                Tensor::from_vec(shape, bytes.iter().map(|&b| b != 0).collect::<Vec<bool>>())?
+            }
+            _ => Tensor::Packed(PackedTensor {
+                dtype,
+                shape: shape.to_vec(),
+                bytes: bytes.to_vec(),
+            }),
         })
     }
 
@@ -249,7 +297,10 @@ impl Tensor {
     pub fn to_le_bytes(&self) -> Option<Vec<u8>> {
         macro_rules! write {
             ($a:expr) => {{
-                let mut out = Vec::with_capacity($a.len() * std::mem::size_of_val(&$a.iter().next().copied().unwrap_or_default()));
+                let mut out = Vec::with_capacity(
+                    $a.len()
+                        * std::mem::size_of_val(&$a.iter().next().copied().unwrap_or_default()),
+                );
                 for v in $a.iter() {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
@@ -324,7 +375,15 @@ mod tests {
             }
             let n = 6;
             let len = d.byte_len(n).unwrap();
-            let bytes: Vec<u8> = (0..len).map(|i| if d == DType::Bool { (i % 2) as u8 } else { (i * 37 + 1) as u8 }).collect();
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    if d == DType::Bool {
+                        (i % 2) as u8
+                    } else {
+                        (i * 37 + 1) as u8
+                    }
+                })
+                .collect();
             let t = Tensor::from_le_bytes(d, &[2, 3], &bytes).unwrap();
             assert_eq!(t.dtype(), d);
             assert_eq!(t.shape(), &[2, 3]);

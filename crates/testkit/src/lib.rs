@@ -12,7 +12,10 @@ use std::process::Command;
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.parent().and_then(Path::parent).expect("crates/testkit sits two levels below the root").to_path_buf()
+    here.parent()
+        .and_then(Path::parent)
+        .expect("crates/testkit sits two levels below the root")
+        .to_path_buf()
 }
 
 /// True when tests must not skip for lack of the reference environment or models.
@@ -30,21 +33,39 @@ fn missing(what: &str) -> Option<PathBuf> {
 
 /// The reference Python (the venv made by `cargo xtask venv`): `QTOOL_PYTHON` or `<root>/.venv/bin/python`.
 pub fn reference_python() -> Option<PathBuf> {
-    let p = std::env::var_os("QTOOL_PYTHON").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
-    if p.exists() { Some(p) } else { missing("the Python reference environment (.venv)") }
+    let p = std::env::var_os("QTOOL_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+    if p.exists() {
+        Some(p)
+    } else {
+        missing("the Python reference environment (.venv)")
+    }
 }
 
 /// The directory of real models fetched by `cargo xtask models`: `QTOOL_MODELS_DIR` or `<root>/.cache/models`.
 pub fn models_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("QTOOL_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".cache/models"));
-    if p.join("manifest.json").exists() { Some(p) } else { missing("the real models (.cache/models)") }
+    let p = std::env::var_os("QTOOL_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".cache/models"));
+    if p.join("manifest.json").exists() {
+        Some(p)
+    } else {
+        missing("the real models (.cache/models)")
+    }
 }
 
 /// Every `.onnx` file of the models directory, sorted.
 pub fn real_models() -> Vec<PathBuf> {
-    let Some(dir) = models_dir() else { return Vec::new() };
+    let Some(dir) = models_dir() else {
+        return Vec::new();
+    };
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -53,7 +74,8 @@ pub fn real_models() -> Vec<PathBuf> {
 /// A python script of `xtask/python` run with the reference python.
 pub fn python_script(python: &Path, script: &str) -> Command {
     let mut c = Command::new(python);
-    c.arg(workspace_root().join("xtask/python").join(script)).env("PYTHONDONTWRITEBYTECODE", "1");
+    c.arg(workspace_root().join("xtask/python").join(script))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
     c
 }
 
@@ -84,15 +106,27 @@ impl Rng {
     /// A float tensor with uniform values in [lo, hi).
     pub fn tensor_f32(&mut self, shape: &[usize], lo: f32, hi: f32) -> Tensor {
         let n = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|_| self.uniform(lo, hi)).collect::<Vec<f32>>()).expect("shape and data agree")
+        Tensor::from_vec(
+            shape,
+            (0..n).map(|_| self.uniform(lo, hi)).collect::<Vec<f32>>(),
+        )
+        .expect("shape and data agree")
     }
 }
 
 /// Relative L2 error `||a - b|| / max(||b||, tiny)` of two float tensors of equal shape.
 pub fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let (x, y) = (a.to_f64_vec().expect("numeric"), b.to_f64_vec().expect("numeric"));
+    let (x, y) = (
+        a.to_f64_vec().expect("numeric"),
+        b.to_f64_vec().expect("numeric"),
+    );
     assert_eq!(a.shape(), b.shape(), "shapes differ");
-    let num: f64 = x.iter().zip(&y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>().sqrt();
+    let num: f64 = x
+        .iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q) * (p - q))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
     num / den.max(1e-30)
 }
@@ -100,9 +134,15 @@ pub fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
 /// Checks `|a - b| <= atol + rtol * |b|` element-wise (NaNs must match), like numpy's `allclose`.
 pub fn assert_allclose(a: &Tensor, b: &Tensor, rtol: f64, atol: f64, what: &str) {
     assert_eq!(a.shape(), b.shape(), "{what}: shapes differ");
-    let (x, y) = (a.to_f64_vec().expect("numeric"), b.to_f64_vec().expect("numeric"));
+    let (x, y) = (
+        a.to_f64_vec().expect("numeric"),
+        b.to_f64_vec().expect("numeric"),
+    );
     for (i, (p, q)) in x.iter().zip(&y).enumerate() {
         let ok = (p.is_nan() && q.is_nan()) || p == q || (p - q).abs() <= atol + rtol * q.abs();
-        assert!(ok, "{what}: element {i} differs: {p} vs {q} (rtol {rtol}, atol {atol})");
+        assert!(
+            ok,
+            "{what}: element {i} differs: {p} vs {q} (rtol {rtol}, atol {atol})"
+        );
     }
 }
