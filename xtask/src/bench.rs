@@ -20,6 +20,9 @@ struct Case {
     macs: Option<f64>,
 }
 
+/// A model, its inputs, and the multiply-accumulates of one run.
+type BenchModel = (Model, Vec<(String, Tensor)>, f64);
+
 /// A single Conv model: x [1, c, h, w] → y, weights random.
 #[allow(clippy::too_many_arguments)]
 fn conv_model(
@@ -30,7 +33,7 @@ fn conv_model(
     stride: usize,
     group: usize,
     rng: &mut qtool_testkit::Rng,
-) -> Result<(Model, Vec<(String, Tensor)>, f64)> {
+) -> Result<BenchModel> {
     let pad = k / 2;
     let out_hw = (hw + 2 * pad - k) / stride + 1;
     let mut g = Graph::new("bench");
@@ -243,10 +246,7 @@ pub fn bench_task(filter: Option<&str>, repeat: usize) -> Result<()> {
     if let Some(f) = filter {
         cases.retain(|c| c.name.contains(f) || c.group.contains(f));
     }
-    println!(
-        "qtool vs ONNX Runtime {} (median of {repeat} runs; ratio = qtool / ORT, < 1 is faster)",
-        "1.32.0"
-    );
+    println!("qtool vs ONNX Runtime (median of {repeat} runs; ratio = qtool / ORT, < 1 is faster)");
     println!(
         "{:<12} {:<24} {:>3} {:>10} {:>10} {:>7} {:>12}",
         "group", "case", "thr", "qtool ms", "ORT ms", "ratio", "qtool GMAC/s"

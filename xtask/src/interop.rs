@@ -279,7 +279,7 @@ pub fn interop_task() -> Result<()> {
                         "{:<22} {:<40} {:>12.3e} {:>10.1}{flag}",
                         r.name, o, e, r.qtool_ms
                     );
-                    if !(*e <= FP32_REL_L2) {
+                    if e.is_nan() || *e > FP32_REL_L2 {
                         failures.push(format!(
                             "{}: output {o} rel L2 {e:.3e} > {FP32_REL_L2:e}",
                             r.name
