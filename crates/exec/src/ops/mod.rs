@@ -32,7 +32,11 @@ pub struct OpCtx<'a> {
 }
 
 /// Evaluates `op`; `None` when no family implements it.
-pub fn eval(op: &Op, cx: &OpCtx, inputs: &[Option<&Tensor>]) -> Option<Result<Vec<Tensor>, OpError>> {
+pub fn eval(
+    op: &Op,
+    cx: &OpCtx,
+    inputs: &[Option<&Tensor>],
+) -> Option<Result<Vec<Tensor>, OpError>> {
     elementwise::eval(op, cx, inputs)
         .or_else(|| movement::eval(op, cx, inputs))
         .or_else(|| reduce::eval(op, cx, inputs))
