@@ -95,6 +95,46 @@ enum Cmd {
         #[arg(long)]
         percentile: Option<f64>,
     },
+    /// Quantize an FP32 model: calibrate on --data, insert Q/DQ from the ranges (weights int8
+    /// symmetric per channel, activations uint8 asymmetric by default), convert to the format, save
+    /// atomically, and print how much each output lost against FP32 (SQNR, top-1 agreement).
+    Quantize {
+        /// The FP32 ONNX model.
+        model: PathBuf,
+        /// Calibration data (.npy, .npz, a directory of .npy, ONNX test-data sets, or images).
+        #[arg(long)]
+        data: PathBuf,
+        /// Evaluation data (default: the calibration data, at most 64 samples).
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        /// The quantized model to write (never the input).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// qdq, qlinear (QLinearConv/QLinearMatMul) or integer (ConvInteger/MatMulInteger + float bias).
+        #[arg(long, default_value = "qdq")]
+        format: qtool_pipeline::quantize::Format,
+        /// Range method: minmax, percentile, entropy or mse.
+        #[arg(long, default_value = "minmax")]
+        method: String,
+        /// Activations: u8 (asymmetric) or s8 (symmetric).
+        #[arg(long, default_value = "u8")]
+        activations: String,
+        /// One weight scale per tensor instead of per output channel.
+        #[arg(long)]
+        per_tensor: bool,
+        /// Leave nodes whose name matches this regular expression in float. Repeatable.
+        #[arg(long)]
+        exclude_nodes: Vec<String>,
+        /// Leave these op types in float (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        exclude_op_types: Vec<String>,
+        /// Use at most N calibration samples.
+        #[arg(long)]
+        samples: Option<usize>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Operations on calibration statistics files.
     Stats {
         #[command(subcommand)]
@@ -220,6 +260,84 @@ fn run(cli: Cli) -> Result<()> {
                     cal::ranges_json(&stats, method, ort, per_channel_activations, percentile)?;
                 qtool_pipeline::write_atomic(&r, json.as_bytes())?;
                 eprintln!("ranges written to {}", r.display());
+            }
+        }
+        Cmd::Quantize {
+            model,
+            data,
+            eval,
+            output,
+            format,
+            method,
+            activations,
+            per_tensor,
+            exclude_nodes,
+            exclude_op_types,
+            samples,
+            threads,
+        } => {
+            use qtool_pipeline::quantize as qz;
+            let activations_s8 = match activations.as_str() {
+                "u8" => false,
+                "s8" => true,
+                other => anyhow::bail!("--activations takes u8 or s8, got '{other}'"),
+            };
+            let settings = qz::QuantizeSettings {
+                format,
+                method: qtool_pipeline::calibrate::parse_method(&method)?,
+                activations_s8,
+                per_tensor,
+                exclude_regex: exclude_nodes,
+                exclude_op_types,
+                calib: qtool_pipeline::calibrate::CalibrateSettings {
+                    samples,
+                    threads,
+                    ..Default::default()
+                },
+            };
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "calibrating {bar:30} {pos}/{len} samples {elapsed}",
+                )
+                .expect("valid template"),
+            );
+            let summary = qz::quantize(
+                &model,
+                &data,
+                eval.as_deref(),
+                &output,
+                &settings,
+                &mut |done, total| {
+                    if let Some(t) = total {
+                        bar.set_length(t as u64);
+                    }
+                    bar.set_position(done as u64);
+                },
+            )?;
+            bar.finish_and_clear();
+            println!(
+                "calibrated {} tensors; wrote {}",
+                summary.calibrated_tensors,
+                output.display()
+            );
+            for (name, rewritten, skipped) in &summary.passes {
+                println!("  pass {name:<20} rewrote {rewritten:>4}, skipped {skipped:>4}");
+            }
+            println!("FP32 vs quantized on {} samples:", summary.eval_samples);
+            println!(
+                "  {:<24} {:>9} {:>12} {:>8}",
+                "output", "SQNR dB", "max |err|", "top-1"
+            );
+            for f in &summary.fidelity {
+                let top1 = f
+                    .top1_agreement
+                    .map(|a| format!("{:.1}%", a * 100.0))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "  {:<24} {:>9.2} {:>12.4e} {:>8}",
+                    f.output, f.sqnr_db, f.max_abs_err, top1
+                );
             }
         }
         Cmd::Stats {

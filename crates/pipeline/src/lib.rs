@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod exec;
 pub mod inspect;
+pub mod quantize;
 
 pub use inspect::{InspectReport, QuantFormat, inspect};
 pub use qtool_calib as calib;
