@@ -386,9 +386,12 @@ fn depthwise_2d(geo: &Geometry, p: &ConvParams, x: &[f32], w: &[f32], bias: f32,
                 let start = ((lo * sw) as isize + off) as usize;
                 if sw == 1 {
                     // Columns [c_lo, c_hi) were done by the vector path (empty when not taken).
-                    let parts = [(lo, hi.min(c_lo).max(lo)), (c_hi.max(lo).min(hi), hi)];
-                    let parts = if c_lo < c_hi { &parts[..] } else { &parts[1..] };
-                    for &(a, b) in parts {
+                    let parts = if c_lo < c_hi {
+                        [(lo, hi.min(c_lo).max(lo)), (c_hi.max(lo).min(hi), hi)]
+                    } else {
+                        [(lo, hi), (hi, hi)]
+                    };
+                    for (a, b) in parts {
                         let xs = &xrow[start + (a - lo)..start + (b - lo)];
                         for (o, &xv) in orow[a..b].iter_mut().zip(xs) {
                             *o += wv * xv;
