@@ -264,6 +264,30 @@ impl Pass for QdqToInteger {
     }
 }
 
+/// `z` itself, or a new scalar initializer when `z` is a constant whose elements are all equal.
+fn scalar_if_uniform(g: &mut Graph, z: qtool_ir::ValueId) -> qtool_ir::ValueId {
+    let Some(t) = g.initializer(z) else { return z };
+    if t.numel() <= 1 {
+        return z;
+    }
+    let Some(raw) = t.raw() else { return z };
+    let width = t.dtype.byte_len(1).unwrap_or(0);
+    if width == 0 || t.dtype.bits() != Some(width * 8) {
+        return z;
+    }
+    let first = raw[..width].to_vec();
+    if !raw.chunks_exact(width).all(|c| c == first.as_slice()) {
+        return z;
+    }
+    let mut scalar = t.clone();
+    scalar.name = None;
+    scalar.dims = Vec::new();
+    scalar.data = qtool_ir::TensorBytes::Raw(first.into());
+    scalar.storage = qtool_ir::Storage::Raw;
+    let name = g.fresh_name(&format!("{}_scalar", g.value_name(z)));
+    g.add_initializer(&name, scalar).unwrap_or(z)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,28 +312,4 @@ mod tests {
         .unwrap();
         assert_eq!(mult, vec![xs * ws[0], xs * ws[1]]);
     }
-}
-
-/// `z` itself, or a new scalar initializer when `z` is a constant whose elements are all equal.
-fn scalar_if_uniform(g: &mut Graph, z: qtool_ir::ValueId) -> qtool_ir::ValueId {
-    let Some(t) = g.initializer(z) else { return z };
-    if t.numel() <= 1 {
-        return z;
-    }
-    let Some(raw) = t.raw() else { return z };
-    let width = t.dtype.byte_len(1).unwrap_or(0);
-    if width == 0 || t.dtype.bits() != Some(width * 8) {
-        return z;
-    }
-    let first = raw[..width].to_vec();
-    if !raw.chunks_exact(width).all(|c| c == first.as_slice()) {
-        return z;
-    }
-    let mut scalar = t.clone();
-    scalar.name = None;
-    scalar.dims = Vec::new();
-    scalar.data = qtool_ir::TensorBytes::Raw(first.into());
-    scalar.storage = qtool_ir::Storage::Raw;
-    let name = g.fresh_name(&format!("{}_scalar", g.value_name(z)));
-    g.add_initializer(&name, scalar).unwrap_or(z)
 }
