@@ -226,28 +226,13 @@ fn compare_model(python: &Path, path: &Path, work: &Path) -> Result<ModelResult>
                 r.1.shape()
             );
         }
-        outputs.push((oname.clone(), rel_l2(t, &r.1)));
+        outputs.push((oname.clone(), qtool_testkit::rel_l2(t, &r.1)));
     }
     Ok(ModelResult {
         name,
         outputs,
         qtool_ms,
     })
-}
-
-/// Relative L2 error of `a` against the reference `b`.
-pub fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let (Some(x), Some(y)) = (a.to_f64_vec(), b.to_f64_vec()) else {
-        return f64::NAN;
-    };
-    let num: f64 = x
-        .iter()
-        .zip(&y)
-        .map(|(p, q)| (p - q) * (p - q))
-        .sum::<f64>()
-        .sqrt();
-    let den: f64 = y.iter().map(|q| q * q).sum::<f64>().sqrt();
-    if den == 0.0 { num } else { num / den }
 }
 
 pub fn interop_task() -> Result<()> {
