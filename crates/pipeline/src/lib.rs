@@ -2,9 +2,11 @@
 //! built on the lower crates. Other tools can call these directly.
 
 pub mod calibrate;
+pub mod eval;
 pub mod exec;
 pub mod inspect;
 pub mod quantize;
+pub mod report;
 
 pub use inspect::{InspectReport, QuantFormat, inspect};
 pub use qtool_calib as calib;
