@@ -438,6 +438,15 @@ impl<T: QType, O: QOut> DwPlane<'_, T, O> {
         let [ph, pw] = self.pad;
         let zx = self.zx;
         let acc = &mut self.acc[..ow];
+        // Width-3 rows at stride 1 and dilation 1 (the common 3x3 depthwise layer): the columns whose
+        // three taps all lie inside the input are accumulated in one pass per input row (one load and
+        // store of the accumulator instead of three); the edge columns take the per-tap loop below.
+        // The sum is the same: integer addition in a different order, wrapping like the reference.
+        let fused = (kw == 3 && sw == 1 && dw == 1).then(|| {
+            let lo = (pw.max(0) as usize).min(ow);
+            let hi = ((wd as isize + pw - 2).max(0) as usize).min(ow).max(lo);
+            (lo, hi)
+        });
         for (r, orow) in self.out.chunks_mut(ow).enumerate().take(oh) {
             acc.fill(self.init);
             for ki in 0..kh {
@@ -446,6 +455,37 @@ impl<T: QType, O: QOut> DwPlane<'_, T, O> {
                     continue;
                 }
                 let xrow = &self.x[ih as usize * wd..(ih as usize + 1) * wd];
+                if let Some((lo, hi)) = fused
+                    && lo < hi
+                {
+                    let (w0, w1, w2) =
+                        (self.wts[ki * 3], self.wts[ki * 3 + 1], self.wts[ki * 3 + 2]);
+                    // Input column of output column j's first tap: j - pw (>= 0 from lo on).
+                    let start = (lo as isize - pw) as usize;
+                    let n = hi - lo;
+                    let (x0, x1, x2) = (
+                        &xrow[start..start + n],
+                        &xrow[start + 1..start + 1 + n],
+                        &xrow[start + 2..start + 2 + n],
+                    );
+                    for (j, a) in acc[lo..hi].iter_mut().enumerate() {
+                        let s = (x0[j].into() - zx) * w0
+                            + (x1[j].into() - zx) * w1
+                            + (x2[j].into() - zx) * w2;
+                        *a = a.wrapping_add(s);
+                    }
+                    for kj in 0..3 {
+                        let wv = self.wts[ki * 3 + kj];
+                        let off = kj as isize - pw;
+                        let (vlo, vhi) = valid_range(ow, 1, off, wd);
+                        let edges = (vlo..vhi.min(lo)).chain(vlo.max(hi)..vhi);
+                        for j in edges {
+                            let xv = xrow[(j as isize + off) as usize];
+                            acc[j] = acc[j].wrapping_add((xv.into() - zx) * wv);
+                        }
+                    }
+                    continue;
+                }
                 for kj in 0..kw {
                     let wv = self.wts[ki * kw + kj];
                     let off = (kj * dw) as isize - pw;

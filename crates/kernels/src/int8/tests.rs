@@ -413,6 +413,10 @@ fn qconv_fixed_shapes_on_every_path() {
         mk(&[1, 6, 9, 11], &[6, 6, 1, 1], 2, 1, 0, 1),     // 1x1 with stride: im2col
         mk(&[1, 8, 15, 14], &[8, 1, 3, 3], 2, 1, 1, 8),    // depthwise, stride 2
         mk(&[1, 4, 15, 14], &[12, 1, 5, 5], 1, 2, 3, 4),   // depthwise x3 multiplier, dilation
+        mk(&[1, 6, 9, 17], &[6, 1, 3, 3], 1, 1, 1, 6),     // depthwise 3x3 fused rows, padded
+        mk(&[1, 5, 7, 3], &[10, 1, 3, 3], 1, 1, 0, 5),     // depthwise 3x3 fused, one column
+        mk(&[1, 3, 6, 2], &[3, 1, 3, 3], 1, 1, 2, 3),      // depthwise 3x3, no interior column
+        mk(&[1, 4, 8, 40], &[4, 1, 3, 3], 1, 1, 2, 4),     // depthwise 3x3, pad 2
         mk(&[1, 12, 10, 10], &[9, 4, 3, 3], 1, 2, 2, 3),   // grouped, dilated
         mk(&[1, 3, 300], &[4, 3, 5], 3, 1, 2, 1),          // 1-d
         mk(&[1, 64, 30, 30], &[64, 64, 3, 3], 1, 1, 1, 1), // many tiles, parallel
