@@ -4,7 +4,7 @@
 //! observer as it is produced.
 
 use crate::error::{ExecError, OpError};
-use crate::ops::{self, OpCtx, PrepInput, Prepared};
+use crate::ops::{self, Activation, OpCtx, PrepInput, Prepared};
 use ndarray::{Axis, Slice};
 use qtool_ir::{DimValue, Model, Op, ValueId};
 use qtool_tensor::{DType, Tensor, dispatch_tensor};
@@ -41,8 +41,11 @@ struct Step {
     folded: bool,
     /// Slots to drop once this step has run.
     free_after: Vec<usize>,
-    /// State computed once from the constant inputs (packed int8 weights), see [`ops::prepare`].
+    /// State computed once from the constant inputs (packed weights), see [`ops::prepare`].
     prepared: Option<Box<dyn Prepared>>,
+    /// The single reader of this step's output is an activation (step index) that this step can
+    /// apply in its output stage; used when no observer needs the intermediate value.
+    fuse: Option<(Activation, usize)>,
 }
 
 #[derive(Debug)]
@@ -172,6 +175,7 @@ impl Executor {
                 opset,
                 free_after: Vec::new(),
                 prepared: None,
+                fuse: None,
             });
         }
         if let Some(e) = unsupported {
@@ -206,7 +210,8 @@ impl Executor {
         // Prepared state (weights packed once): only from true constants, not from graph inputs
         // whose initializer a caller may override.
         let overridable: Vec<usize> = g.inputs.iter().map(|(v, _)| slot(*v)).collect();
-        for s in steps.iter_mut().filter(|s| !s.folded) {
+        let mut activation: Vec<Option<Activation>> = vec![None; steps.len()];
+        for (i, s) in steps.iter_mut().enumerate().filter(|(_, s)| !s.folded) {
             let ins: Vec<PrepInput<'_>> = s
                 .inputs
                 .iter()
@@ -219,6 +224,7 @@ impl Executor {
                 })
                 .collect();
             s.prepared = pool.install(|| ops::prepare(&s.op, &ins));
+            activation[i] = ops::fusable_activation(&s.op, s.opset, &ins);
         }
 
         // Last uses: a slot is freed after the last step reading it, or right after its producer when
@@ -238,9 +244,36 @@ impl Executor {
             }
         }
         let mut last_use: Vec<Option<usize>> = vec![None; n_slots];
+        // Readers of each slot: (step, input position); more than one is recorded as usize::MAX.
+        let mut reader: Vec<Option<(usize, usize)>> = vec![None; n_slots];
         for (i, s) in steps.iter().enumerate() {
-            for v in s.inputs.iter().flatten() {
+            for (k, v) in s.inputs.iter().enumerate() {
+                let Some(v) = v else { continue };
                 last_use[*v] = Some(i);
+                reader[*v] = match reader[*v] {
+                    None => Some((i, k)),
+                    Some(_) => Some((usize::MAX, 0)),
+                };
+            }
+        }
+        // Producer + activation fusion: the producer's only output has one reader, an activation
+        // reading it as its input 0, and is no graph output.
+        for i in 0..steps.len() {
+            let s = &steps[i];
+            if s.folded || !ops::can_fuse_activation(&s.op) {
+                continue;
+            }
+            let [Some(o)] = s.outputs[..] else { continue };
+            if keep[o] {
+                continue;
+            }
+            if let Some((j, 0)) = reader[o]
+                && j != usize::MAX
+                && let Some(act) = activation[j]
+                && !steps[j].folded
+                && matches!(steps[j].outputs[..], [Some(_)])
+            {
+                steps[i].fuse = Some((act, j));
             }
         }
         for i in 0..steps.len() {
@@ -476,8 +509,21 @@ impl Executor {
                 }
             }
         }
+        // Activations computed by their producer in this run (fusion only runs unobserved, so an
+        // observer sees every intermediate value).
+        let mut absorbed = vec![false; self.steps.len()];
         {
-            for s in &self.steps {
+            for (si, s) in self.steps.iter().enumerate() {
+                if absorbed[si] {
+                    st.nodes_run += 1;
+                    for v in &s.free_after {
+                        if vals[*v].take().is_some() {
+                            live -= 1;
+                            st.values_freed += 1;
+                        }
+                    }
+                    continue;
+                }
                 if s.folded {
                     if let Some(obs) = observer.as_mut() {
                         for o in s.outputs.iter().flatten() {
@@ -515,6 +561,32 @@ impl Executor {
                     threads: self.threads,
                 };
                 let prepared = s.prepared.as_deref();
+                if observer.is_none()
+                    && let Some((act, j)) = s.fuse
+                    && let Some(r) = self
+                        .pool
+                        .install(|| ops::eval_fused(&s.op, &args, prepared, act))
+                {
+                    let t = r
+                        .map_err(|e| op_err(s, e))?
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| op_err(s, OpError("produced no output".into())))?;
+                    drop(args);
+                    st.nodes_run += 1;
+                    let o = self.steps[j].outputs[0].expect("fused activation output");
+                    vals[o] = Some(t);
+                    live += 1;
+                    absorbed[j] = true;
+                    st.peak_live_values = st.peak_live_values.max(live);
+                    for v in &s.free_after {
+                        if vals[*v].take().is_some() {
+                            live -= 1;
+                            st.values_freed += 1;
+                        }
+                    }
+                    continue;
+                }
                 let outs = match self
                     .pool
                     .install(|| ops::eval_with(&s.op, &cx, &args, prepared))

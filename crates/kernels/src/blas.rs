@@ -1,6 +1,7 @@
 //! The one safe wrapper around `matrixmultiply::sgemm` (bounds-checked strides), plus a rayon-parallel
-//! variant that splits the output into disjoint row or column tiles. This is the only `unsafe` outside
-//! SIMD code: matrixmultiply's API takes raw pointers.
+//! variant that splits the output into disjoint row or column tiles, and [`PackedA`]: a constant left
+//! operand packed once for the selected kernel, multiplied into a tile with a fused per-row bias.
+//! This is the only `unsafe` outside SIMD code: matrixmultiply's API takes raw pointers.
 
 use crate::f32x::{self, F32Kernel};
 use crate::util::PAR_MIN_FLOPS;
@@ -352,6 +353,84 @@ pub(crate) struct ColTile {
 unsafe impl Send for ColTile {}
 
 impl ColTile {
+    /// Applies `f` to each row of the tile (a slice of its `n` columns).
+    pub(crate) fn for_each_row(&mut self, mut f: impl FnMut(usize, &mut [f32])) {
+        for i in 0..self.m {
+            // SAFETY: row i < m of this tile is n contiguous floats inside the buffer given to
+            // `for_col_tiles` / `for_row_tiles` (checked there), owned by this tile alone.
+            let row = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.ldc), self.n) };
+            f(i, row);
+        }
+    }
+
+    /// `tile = A[row0..row0 + m] x B [k, n] + bias` (bias per row of the tile; none means 0), with
+    /// `A` packed once. `row0` must be a multiple of [`PackedA::row_align`].
+    pub(crate) fn gemm_packed(
+        &mut self,
+        a: &PackedA,
+        row0: usize,
+        b: Mat<'_>,
+        bias: Option<&[f32]>,
+    ) {
+        let (m, n, k) = (self.m, self.n, a.k);
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(
+            row0 + m <= a.m && row0.is_multiple_of(a.row_align()),
+            "gemm_packed: rows {row0}..{} of {}",
+            row0 + m,
+            a.m
+        );
+        if let Some(b) = bias {
+            assert!(b.len() >= m, "gemm_packed: bias too short");
+        }
+        if k > 0 {
+            assert!(
+                max_index(k, n, b.rs, b.cs) < b.data.len(),
+                "gemm_packed: B view out of bounds"
+            );
+        }
+        match &a.store {
+            #[cfg(target_arch = "x86_64")]
+            AStore::Avx512(pa) => {
+                // SAFETY: `pa` is the pack_a_all buffer of a.m x k (built in `PackedA::new_with`,
+                // only when avx512f is available); rows row0..row0 + m are inside it and row0 is
+                // panel-aligned (asserted); B is bounds-checked above; the C tile (m rows of n
+                // columns at stride ldc) belongs to this tile alone (checked by its constructor);
+                // the bias holds m floats (asserted).
+                unsafe {
+                    f32x::avx512::sgemm_packed_a(
+                        m,
+                        k,
+                        n,
+                        pa,
+                        a.m,
+                        row0 / f32x::avx512::MR,
+                        b.data.as_ptr(),
+                        b.rs as isize,
+                        b.cs as isize,
+                        0.0,
+                        bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+                        self.ptr,
+                        self.ldc,
+                    )
+                }
+            }
+            AStore::Raw(ra) => {
+                let beta = match bias {
+                    Some(bv) => {
+                        self.for_each_row(|i, row| row.fill(bv[i]));
+                        1.0
+                    }
+                    None => 0.0,
+                };
+                let av = Mat::row_major(&ra[row0 * k..], k);
+                self.sgemm(k, 1.0, av, b, beta);
+            }
+        }
+    }
+
     /// `tile = alpha * A [m, k] x B [k, n] + beta * tile` (`beta == 0`: tile not read).
     pub(crate) fn sgemm(&mut self, k: usize, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32) {
         let (m, n) = (self.m, self.n);
@@ -402,6 +481,59 @@ impl ColTile {
     }
 }
 
+/// A constant row-major `A [m, k]` prepared once for the kernel [`f32x::selected`] picks: packed
+/// into the AVX-512 GEMM's panel layout, or kept row-major for the portable sgemm.
+#[derive(Clone, Debug)]
+pub(crate) struct PackedA {
+    m: usize,
+    k: usize,
+    store: AStore,
+}
+
+#[derive(Clone, Debug)]
+enum AStore {
+    /// Row-major, for matrixmultiply.
+    Raw(Vec<f32>),
+    /// `f32x::avx512::pack_a_all` layout.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Vec<f32>),
+}
+
+impl PackedA {
+    /// Packs row-major `a [m, k]` for `kernel` (panics if `a.len() < m * k`; an internal bug).
+    pub(crate) fn new_with(kernel: F32Kernel, a: &[f32], m: usize, k: usize) -> Self {
+        assert!(
+            a.len() >= m * k,
+            "PackedA: {} floats for [{m}, {k}]",
+            a.len()
+        );
+        let store = match kernel {
+            #[cfg(target_arch = "x86_64")]
+            F32Kernel::Avx512 if f32x::avx512_available() => {
+                let mut d = vec![0f32; f32x::avx512::packed_a_len(m, k)];
+                f32x::avx512::pack_a_all(m, k, a, &mut d);
+                AStore::Avx512(d)
+            }
+            _ => AStore::Raw(a[..m * k].to_vec()),
+        };
+        PackedA { m, k, store }
+    }
+
+    /// Rows of A.
+    pub(crate) fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Row tiles handed to [`ColTile::gemm_packed`] must start at a multiple of this.
+    pub(crate) fn row_align(&self) -> usize {
+        match self.store {
+            AStore::Raw(_) => 1,
+            #[cfg(target_arch = "x86_64")]
+            AStore::Avx512(_) => f32x::avx512::MR,
+        }
+    }
+}
+
 /// Splits the `n` columns of C (`m` rows, row stride `ldc`) into tiles of `tile` columns and calls
 /// `f(j0, j1, tile)` for each, in parallel over rayon when `par`.
 pub(crate) fn for_col_tiles(
@@ -439,6 +571,50 @@ pub(crate) fn for_col_tiles(
         );
     };
     let tiles = n.div_ceil(tile);
+    if par && tiles > 1 {
+        (0..tiles).into_par_iter().for_each(run);
+    } else {
+        (0..tiles).for_each(run);
+    }
+}
+
+/// Splits the `m` rows of C (`n` columns, row stride `ldc`) into tiles of `rows` rows and calls
+/// `f(i0, i1, tile)` for each, in parallel over rayon when `par`.
+pub(crate) fn for_row_tiles(
+    c: &mut [f32],
+    m: usize,
+    n: usize,
+    ldc: usize,
+    rows: usize,
+    par: bool,
+    f: impl Fn(usize, usize, &mut ColTile) + Sync + Send,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        rows > 0 && max_index(m, n, ldc, 1) < c.len(),
+        "for_row_tiles: C view out of bounds"
+    );
+    let base = SendPtr(c.as_mut_ptr());
+    let base = &base;
+    let run = |t: usize| {
+        let i0 = t * rows;
+        let i1 = (i0 + rows).min(m);
+        // SAFETY: i0 < m, so the offset stays inside `c` (checked above).
+        let ptr = unsafe { base.0.add(i0 * ldc) };
+        f(
+            i0,
+            i1,
+            &mut ColTile {
+                ptr,
+                m: i1 - i0,
+                n,
+                ldc,
+            },
+        );
+    };
+    let tiles = m.div_ceil(rows);
     if par && tiles > 1 {
         (0..tiles).into_par_iter().for_each(run);
     } else {

@@ -1,13 +1,19 @@
-//! ONNX `Conv` in f32 for 1-d, 2-d, 3-d (any N-d) spatial inputs: im2col + sgemm, a pointwise path that
+//! ONNX `Conv` in f32 for 1-d, 2-d, 3-d (any N-d) spatial inputs: im2col + GEMM, a pointwise path that
 //! skips im2col, and a direct kernel for 2-d depthwise convolution (one input channel per group).
 //!
 //! Layouts: input `[N, C, D1, ..., Dn]`, weight `[M, C / group, k1, ..., kn]`, optional bias `[M]`,
 //! output `[N, M, O1, ..., On]`, all flat row-major `f32` slices; pads are already resolved (see
 //! [`crate::resolve_auto_pad`]). Work is split over rayon tasks by (batch, group) and, for a single
-//! large task, over output tiles of the GEMM. im2col uses a per-thread scratch buffer that is reused
-//! across calls.
+//! large task, over output tiles of the GEMM (column tiles, or row tiles when the output is narrow).
+//! im2col fills one cache-sized column tile at a time in a per-thread scratch buffer reused across
+//! calls, and the GEMM multiplies it straight into that tile of the output.
+//!
+//! The weights are packed for the GEMM once: per call by [`conv`], or once for many calls by
+//! [`ConvWeights::new`] and [`conv_prepacked`]. The bias is added in the GEMM's store and an
+//! optional [`Activation`] is applied to each output tile right after it is computed, with the same
+//! scalar formula as the standalone op, so fusing changes no result.
 
-use crate::blas::{Mat, for_col_tiles, par_sgemm, sgemm};
+use crate::blas::{ColTile, Mat, PackedA, for_col_tiles, for_row_tiles};
 use crate::error::{Result, param_err, shape_err};
 use crate::f32x::{self, F32Kernel};
 use crate::spatial::{check_geometry, window_out_len};
@@ -140,6 +146,240 @@ pub fn conv_output_shape(
     Ok(s)
 }
 
+/// An element-wise activation applied to a convolution's output as it is produced. Each formula is
+/// the one of the standalone ONNX op in f32 (and the executor's), so `conv` then the op and the
+/// fused call give identical results.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Activation {
+    /// No activation.
+    #[default]
+    Identity,
+    /// `if x < 0 { 0 } else { x }` (NaN stays NaN).
+    Relu,
+    /// `if x >= 0 { x } else { alpha * x }`.
+    LeakyRelu(f32),
+    /// `x < min -> min`, then `x > max -> max` (opset 11+ order; bounds optional).
+    Clip(Option<f32>, Option<f32>),
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `clamp(alpha * x + beta, 0, 1)`.
+    HardSigmoid(f32, f32),
+    /// `x * clamp(x / 6 + 0.5, 0, 1)` with `1 / 6` rounded to f32 first.
+    HardSwish,
+}
+
+impl Activation {
+    /// Applies the activation in place.
+    pub fn apply(self, xs: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => {
+                for x in xs {
+                    if *x < 0.0 {
+                        *x = 0.0;
+                    }
+                }
+            }
+            Activation::LeakyRelu(alpha) => {
+                for x in xs {
+                    if *x < 0.0 {
+                        *x *= alpha;
+                    }
+                }
+            }
+            Activation::Clip(lo, hi) => {
+                for x in xs {
+                    if let Some(l) = lo
+                        && *x < l
+                    {
+                        *x = l;
+                    }
+                    if let Some(h) = hi
+                        && *x > h
+                    {
+                        *x = h;
+                    }
+                }
+            }
+            Activation::Sigmoid => {
+                for x in xs {
+                    *x = 1.0 / (1.0 + (-*x).exp());
+                }
+            }
+            Activation::HardSigmoid(alpha, beta) => {
+                for x in xs {
+                    *x = (alpha * *x + beta).clamp(0.0, 1.0);
+                }
+            }
+            Activation::HardSwish => {
+                let alpha = (1.0f64 / 6.0) as f32;
+                for x in xs {
+                    *x *= (alpha * *x + 0.5).clamp(0.0, 1.0);
+                }
+            }
+        }
+    }
+}
+
+/// Conv weights prepared once for [`conv_prepacked`]: packed per group for the GEMM, or kept as
+/// given for the direct depthwise kernel.
+#[derive(Clone, Debug)]
+pub struct ConvWeights {
+    shape: Vec<usize>,
+    group: usize,
+    store: WeightStore,
+}
+
+#[derive(Clone, Debug)]
+enum WeightStore {
+    /// 2-d depthwise (one input channel per group): the direct kernel reads the weights as given.
+    Direct(Vec<f32>),
+    /// One packed `[M / group, C / group * K]` GEMM operand per group.
+    Packed(Vec<PackedA>),
+}
+
+/// Whether the direct depthwise kernel runs for this weight shape.
+fn is_direct(weight_shape: &[usize]) -> bool {
+    weight_shape.len() == 4 && weight_shape[1] == 1
+}
+
+impl ConvWeights {
+    /// Packs `weight [M, C / group, k...]` for `group` groups.
+    pub fn new(weight: &[f32], weight_shape: &[usize], group: usize) -> Result<Self> {
+        if weight_shape.len() < 3 {
+            return Err(shape_err!(
+                "conv weight must be [M, C/group, k...], got {weight_shape:?}"
+            ));
+        }
+        check_len("conv weight", weight.len(), numel(weight_shape)?)?;
+        let m = weight_shape[0];
+        if group == 0 || !m.is_multiple_of(group) {
+            return Err(param_err!(
+                "group {group} must divide the {m} output channels"
+            ));
+        }
+        let store = if is_direct(weight_shape) {
+            WeightStore::Direct(weight.to_vec())
+        } else {
+            WeightStore::Packed(pack_groups(f32x::selected(), weight, weight_shape, group)?)
+        };
+        Ok(ConvWeights {
+            shape: weight_shape.to_vec(),
+            group,
+            store,
+        })
+    }
+
+    /// [`ConvWeights::new`] for an explicit f32 kernel (tests compare both).
+    #[cfg(test)]
+    pub(crate) fn new_with(
+        kernel: F32Kernel,
+        weight: &[f32],
+        weight_shape: &[usize],
+        group: usize,
+    ) -> Result<Self> {
+        let mut w = Self::new(weight, weight_shape, group)?;
+        if let WeightStore::Packed(_) = w.store {
+            w.store = WeightStore::Packed(pack_groups(kernel, weight, weight_shape, group)?);
+        }
+        Ok(w)
+    }
+
+    /// The weight shape these were packed from.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The group count these were packed for.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+}
+
+fn pack_groups(
+    kernel: F32Kernel,
+    weight: &[f32],
+    weight_shape: &[usize],
+    group: usize,
+) -> Result<Vec<PackedA>> {
+    let mg = weight_shape[0] / group;
+    let kk = numel(&weight_shape[1..])?;
+    Ok((0..group)
+        .map(|gi| PackedA::new_with(kernel, &weight[gi * mg * kk..(gi + 1) * mg * kk], mg, kk))
+        .collect())
+}
+
+/// The weights of one call: as given (packed per call) or prepared.
+enum Weights<'a> {
+    Direct(&'a [f32]),
+    Packed(&'a [PackedA]),
+}
+
+/// [`conv`] with weights prepared by [`ConvWeights::new`] and an activation applied to the output
+/// (`Activation::Identity` for none). `weights` must have been packed with `p.group`.
+pub fn conv_prepacked(
+    input: &[f32],
+    input_shape: &[usize],
+    weights: &ConvWeights,
+    bias: Option<&[f32]>,
+    p: &ConvParams,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<()> {
+    if weights.group != p.group {
+        return Err(param_err!(
+            "conv weights were packed for {} groups, the call has {}",
+            weights.group,
+            p.group
+        ));
+    }
+    let w = match &weights.store {
+        WeightStore::Direct(d) => Weights::Direct(d),
+        WeightStore::Packed(g) => Weights::Packed(g),
+    };
+    conv_impl(input, input_shape, w, &weights.shape, bias, p, act, out)
+}
+
+/// [`conv`] followed by `act` on the output, fused.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_with_activation(
+    input: &[f32],
+    input_shape: &[usize],
+    weight: &[f32],
+    weight_shape: &[usize],
+    bias: Option<&[f32]>,
+    p: &ConvParams,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<()> {
+    check_len("conv weight", weight.len(), numel(weight_shape)?)?;
+    if is_direct(weight_shape) {
+        return conv_impl(
+            input,
+            input_shape,
+            Weights::Direct(weight),
+            weight_shape,
+            bias,
+            p,
+            act,
+            out,
+        );
+    }
+    // Check the geometry before packing, so bad parameters fail before any work.
+    Geometry::new(input_shape, weight_shape, bias.map(<[f32]>::len), p)?;
+    let packed = pack_groups(f32x::selected(), weight, weight_shape, p.group)?;
+    conv_impl(
+        input,
+        input_shape,
+        Weights::Packed(&packed),
+        weight_shape,
+        bias,
+        p,
+        act,
+        out,
+    )
+}
+
 /// ONNX Conv: `out = conv(input, weight) + bias`, writing `out` of shape [`conv_output_shape`].
 pub fn conv(
     input: &[f32],
@@ -150,9 +390,31 @@ pub fn conv(
     p: &ConvParams,
     out: &mut [f32],
 ) -> Result<()> {
+    conv_with_activation(
+        input,
+        input_shape,
+        weight,
+        weight_shape,
+        bias,
+        p,
+        Activation::Identity,
+        out,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_impl(
+    input: &[f32],
+    input_shape: &[usize],
+    weights: Weights<'_>,
+    weight_shape: &[usize],
+    bias: Option<&[f32]>,
+    p: &ConvParams,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<()> {
     let geo = Geometry::new(input_shape, weight_shape, bias.map(<[f32]>::len), p)?;
     check_len("conv input", input.len(), numel(input_shape)?)?;
-    check_len("conv weight", weight.len(), numel(weight_shape)?)?;
     check_len(
         "conv output",
         out.len(),
@@ -171,10 +433,15 @@ pub fn conv(
         let (ni, gi) = (i / geo.g, i % geo.g);
         let x0 = (ni * geo.c + gi * geo.cg) * geo.in_size;
         let x = &input[x0..x0 + geo.cg * geo.in_size];
-        let wlen = geo.mg * geo.cg * geo.k_size;
-        let w = &weight[gi * wlen..(gi + 1) * wlen];
         let b = bias.map(|b| &b[gi * geo.mg..(gi + 1) * geo.mg]);
-        conv_task(&geo, p, x, w, b, o, inner_par);
+        match weights {
+            Weights::Direct(w) => {
+                let ksz = geo.k_size;
+                let w = &w[gi * geo.mg * ksz..(gi + 1) * geo.mg * ksz];
+                depthwise_task(&geo, p, x, w, b, act, o, inner_par);
+            }
+            Weights::Packed(groups) => conv_task(&geo, p, x, &groups[gi], b, act, o, inner_par),
+        }
     };
     if parallel {
         out.par_chunks_mut(chunk)
@@ -188,85 +455,108 @@ pub fn conv(
     Ok(())
 }
 
-/// One (batch, group): `out [mg, out_size] = w [mg, cg * K] x col [cg * K, out_size] + bias`.
-fn conv_task(
+/// One (batch, group) of a 2-d depthwise convolution: one direct plane per output channel.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_task(
     geo: &Geometry,
     p: &ConvParams,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
+    act: Activation,
     out: &mut [f32],
     par: bool,
 ) {
-    let nd = geo.in_sp.len();
-    if geo.cg == 1 && nd == 2 {
-        let ksz = geo.k_size;
-        let each = |(j, o): (usize, &mut [f32])| {
-            depthwise_2d(
-                geo,
-                p,
-                x,
-                &w[j * ksz..(j + 1) * ksz],
-                bias.map_or(0.0, |b| b[j]),
-                o,
-            );
-        };
-        if par {
-            out.par_chunks_mut(geo.out_size).enumerate().for_each(each);
-        } else {
-            out.chunks_mut(geo.out_size).enumerate().for_each(each);
-        }
-        return;
-    }
-    let beta = match bias {
-        Some(b) => {
-            for (row, &bv) in out.chunks_mut(geo.out_size).zip(b) {
-                row.fill(bv);
-            }
-            1.0
-        }
-        None => 0.0,
+    let ksz = geo.k_size;
+    let each = |(j, o): (usize, &mut [f32])| {
+        depthwise_2d(
+            geo,
+            p,
+            x,
+            &w[j * ksz..(j + 1) * ksz],
+            bias.map_or(0.0, |b| b[j]),
+            o,
+        );
+        act.apply(o);
     };
+    if par {
+        out.par_chunks_mut(geo.out_size).enumerate().for_each(each);
+    } else {
+        out.chunks_mut(geo.out_size).enumerate().for_each(each);
+    }
+}
+
+/// One (batch, group): `out [mg, out_size] = act(w [mg, cg * K] x col [cg * K, out_size] + bias)`.
+#[allow(clippy::too_many_arguments)]
+fn conv_task(
+    geo: &Geometry,
+    p: &ConvParams,
+    x: &[f32],
+    a: &PackedA,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    par: bool,
+) {
     let kk = geo.cg * geo.k_size;
-    let a = Mat::row_major(w, kk);
+    let n = geo.out_size;
+    let mg = geo.mg;
+    debug_assert_eq!(a.rows(), mg);
     let pointwise = geo.k_sp.iter().all(|&k| k == 1)
         && p.strides.iter().all(|&s| s == 1)
         && p.pads.iter().all(|&q| q == 0);
-    if pointwise {
-        let b = Mat::row_major(x, geo.out_size);
-        if par {
-            par_sgemm(geo.mg, kk, geo.out_size, 1.0, a, b, beta, out, geo.out_size);
+    let threads = rayon::current_num_threads();
+    // Column tile: im2col'd columns sized so the buffer stays in L2; a pointwise conv reads the
+    // input in place and tiles only to apply the activation while the tile is in cache.
+    let mut tile = if pointwise {
+        POINTWISE_TILE
+    } else {
+        (COL_TILE_FLOATS / kk.max(1)).max(64).div_ceil(16) * 16
+    };
+    let finish = |ct: &mut ColTile| {
+        if act != Activation::Identity {
+            ct.for_each_row(|_, row| act.apply(row));
+        }
+    };
+    if par && n <= tile && mg >= 2 * threads * a.row_align() {
+        // Narrow output (late layers: few positions, many channels): one column panel shared by
+        // every task, split over rows of the weights.
+        let rows = mg.div_ceil(2 * threads).div_ceil(a.row_align()).max(1) * a.row_align();
+        let mut run_rows = |b: Mat<'_>| {
+            for_row_tiles(out, mg, n, n, rows, true, |i0, i1, ct| {
+                ct.gemm_packed(a, i0, b, bias.map(|bv| &bv[i0..i1]));
+                finish(ct);
+            });
+        };
+        if pointwise {
+            run_rows(Mat::row_major(x, n));
         } else {
-            sgemm(geo.mg, kk, geo.out_size, 1.0, a, b, beta, out, geo.out_size);
+            with_scratch(kk * n, |col| {
+                im2col(geo, p, x, col, 0, n);
+                run_rows(Mat::row_major(col, n));
+            });
         }
         return;
     }
-    // im2col one tile of output columns at a time, sized so the column buffer stays in L2, and
-    // multiply each tile straight into its columns of `out`.
-    let mut tile = (COL_TILE_FLOATS / kk.max(1)).max(64).div_ceil(16) * 16;
     if par {
-        let per_thread = geo
-            .out_size
-            .div_ceil(2 * rayon::current_num_threads())
-            .div_ceil(16)
-            * 16;
+        let per_thread = n.div_ceil(2 * threads).div_ceil(16) * 16;
         tile = tile.min(per_thread.max(16));
     }
-    for_col_tiles(
-        out,
-        geo.mg,
-        geo.out_size,
-        geo.out_size,
-        tile,
-        par,
-        |j0, j1, ct| {
+    for_col_tiles(out, mg, n, n, tile, par, |j0, j1, ct| {
+        if pointwise {
+            ct.gemm_packed(a, 0, Mat::row_major(&x[j0..], n), bias);
+        } else {
             with_scratch(kk * (j1 - j0), |col| {
                 im2col(geo, p, x, col, j0, j1);
-                ct.sgemm(kk, 1.0, a, Mat::row_major(col, j1 - j0), beta);
+                ct.gemm_packed(a, 0, Mat::row_major(col, j1 - j0), bias);
             });
-        },
-    );
+        }
+        finish(ct);
+    });
 }
+
+/// Columns per tile of a pointwise conv (the GEMM packs B in blocks of this many columns).
+const POINTWISE_TILE: usize = 768;
 
 /// Target size (in floats) of one im2col tile: 512 KiB (measured best for a 3x3 64-channel conv).
 const COL_TILE_FLOATS: usize = 128 * 1024;
@@ -413,6 +703,7 @@ mod tests {
     use crate::reference::conv_reference;
     use crate::testutil::{Rng, assert_close};
 
+    #[derive(Debug)]
     struct Case {
         input_shape: Vec<usize>,
         weight_shape: Vec<usize>,
@@ -452,6 +743,162 @@ mod tests {
             case.input_shape, case.weight_shape, case.p
         );
         assert_close(&got, &want, 1e-4, 1e-4, &ctx);
+    }
+
+    /// Every fast path against the reference: packed once (both f32 kernels) or per call, with each
+    /// activation fused, on random shapes with odd sizes, padding, strides, groups and dilation.
+    #[test]
+    fn prepacked_and_fused_activation_match_reference_then_op() {
+        let mut kernels = vec![F32Kernel::Portable];
+        if f32x::avx512_available() {
+            kernels.push(F32Kernel::Avx512);
+        }
+        let acts = [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu(0.1),
+            Activation::Clip(Some(-0.5), Some(0.5)),
+            Activation::Clip(None, Some(0.25)),
+            Activation::Sigmoid,
+            Activation::HardSigmoid(0.2, 0.5),
+            Activation::HardSwish,
+        ];
+        let mut rng = Rng::new(17);
+        for it in 0..160 {
+            let nd = 1 + it % 3;
+            let case = random_case(&mut rng, nd, it % 5 == 0);
+            let act = acts[it % acts.len()];
+            let x = rng.vec(numel(&case.input_shape).unwrap());
+            let w = rng.vec(numel(&case.weight_shape).unwrap());
+            let b = case.bias.then(|| rng.vec(case.weight_shape[0]));
+            let shape = conv_output_shape(&case.input_shape, &case.weight_shape, &case.p).unwrap();
+            let mut want = vec![0.0; numel(&shape).unwrap()];
+            conv_reference(
+                &x,
+                &case.input_shape,
+                &w,
+                &case.weight_shape,
+                b.as_deref(),
+                &case.p,
+                &mut want,
+            )
+            .unwrap();
+            act.apply(&mut want);
+            // Unfused: conv, then the activation; fused must be bit-identical to it.
+            let mut unfused = vec![f32::NAN; want.len()];
+            conv(
+                &x,
+                &case.input_shape,
+                &w,
+                &case.weight_shape,
+                b.as_deref(),
+                &case.p,
+                &mut unfused,
+            )
+            .unwrap();
+            act.apply(&mut unfused);
+            let ctx = format!("{case:?} {act:?}");
+            assert_close(&unfused, &want, 1e-4, 1e-4, &ctx);
+            for &kernel in &kernels {
+                let cw =
+                    ConvWeights::new_with(kernel, &w, &case.weight_shape, case.p.group).unwrap();
+                let mut got = vec![f32::NAN; want.len()];
+                conv_prepacked(
+                    &x,
+                    &case.input_shape,
+                    &cw,
+                    b.as_deref(),
+                    &case.p,
+                    act,
+                    &mut got,
+                )
+                .unwrap();
+                if kernel == f32x::selected() {
+                    assert_eq!(got, unfused, "fused differs from unfused: {ctx}");
+                }
+                assert_close(&got, &want, 1e-4, 1e-4, &format!("{kernel:?} {ctx}"));
+            }
+        }
+    }
+
+    #[test]
+    fn prepacked_large_single_task_tiles_rows_and_columns() {
+        // Wide outputs take column tiles, narrow ones with many channels row tiles (in parallel
+        // when the pool has threads); 1x1 takes the pointwise path.
+        let mut rng = Rng::new(23);
+        let shapes = [
+            (vec![1, 24, 9, 9], vec![80, 24, 3, 3], vec![1, 1, 1, 1]),
+            (vec![1, 40, 5, 4], vec![72, 40, 3, 3], vec![1, 0, 1, 2]),
+            (vec![1, 64, 33, 31], vec![20, 64, 1, 1], vec![0, 0, 0, 0]),
+            (vec![1, 96, 6, 6], vec![130, 96, 1, 1], vec![0, 0, 0, 0]),
+            (vec![1, 16, 40, 37], vec![24, 16, 3, 3], vec![1, 1, 1, 1]),
+        ];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (xs, ws, pads) in shapes {
+            let p = ConvParams {
+                pads,
+                ..ConvParams::new(2)
+            };
+            let x = rng.vec(numel(&xs).unwrap());
+            let w = rng.vec(numel(&ws).unwrap());
+            let b = rng.vec(ws[0]);
+            let shape = conv_output_shape(&xs, &ws, &p).unwrap();
+            let mut want = vec![0.0; numel(&shape).unwrap()];
+            conv_reference(&x, &xs, &w, &ws, Some(&b), &p, &mut want).unwrap();
+            Activation::Relu.apply(&mut want);
+            let cw = ConvWeights::new(&w, &ws, 1).unwrap();
+            let mut got = vec![f32::NAN; want.len()];
+            pool.install(|| {
+                conv_prepacked(&x, &xs, &cw, Some(&b), &p, Activation::Relu, &mut got).unwrap()
+            });
+            assert_close(&got, &want, 1e-4, 1e-4, &format!("{xs:?} {ws:?}"));
+        }
+    }
+
+    #[test]
+    fn prepacked_weights_check_their_call() {
+        let w = vec![0.5; 2 * 2 * 3 * 3];
+        let cw = ConvWeights::new(&w, &[2, 2, 3, 3], 1).unwrap();
+        assert_eq!(cw.shape(), &[2, 2, 3, 3]);
+        let x = vec![1.0; 2 * 4 * 4];
+        let mut out = vec![0.0; 2 * 2 * 2];
+        let p = ConvParams::new(2);
+        conv_prepacked(
+            &x,
+            &[1, 2, 4, 4],
+            &cw,
+            None,
+            &p,
+            Activation::Identity,
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.iter().all(|&v| (v - 9.0).abs() < 1e-6));
+        // Wrong group count, wrong input channels, bad weight length: errors, not panics.
+        let bad = ConvParams {
+            group: 2,
+            ..ConvParams::new(2)
+        };
+        assert!(
+            conv_prepacked(
+                &x,
+                &[1, 2, 4, 4],
+                &cw,
+                None,
+                &bad,
+                Activation::Relu,
+                &mut out
+            )
+            .is_err()
+        );
+        assert!(
+            conv_prepacked(&x, &[1, 1, 8, 4], &cw, None, &p, Activation::Relu, &mut out).is_err()
+        );
+        assert!(ConvWeights::new(&w[1..], &[2, 2, 3, 3], 1).is_err());
+        assert!(ConvWeights::new(&w, &[2, 2, 3, 3], 0).is_err());
     }
 
     #[test]

@@ -27,7 +27,10 @@ mod util;
 #[cfg(test)]
 mod testutil;
 
-pub use conv::{ConvParams, conv, conv_output_shape};
+pub use conv::{
+    Activation, ConvParams, ConvWeights, conv, conv_output_shape, conv_prepacked,
+    conv_with_activation,
+};
 pub use conv_transpose::{
     ConvTransposeParams, conv_transpose, conv_transpose_output_shape, conv_transpose_pads,
 };

@@ -1,7 +1,9 @@
 //! ONNX `Resize` (opset 11-19 semantics) in f32 on any rank: nearest (all four `nearest_mode`s),
 //! N-linear and N-cubic (`cubic_coeff_a`, `exclude_outside`), with every
 //! `coordinate_transformation_mode` including `tf_crop_and_resize` (roi, `extrapolation_value`) and
-//! `half_pixel_symmetric`. `antialias` is not implemented. The caller passes the output shape and the
+//! `half_pixel_symmetric`, and `antialias` (opset 18) for linear and cubic: when downsampling, the filter
+//! is stretched by `1 / scale` over more input taps and its weights renormalised, as the ONNX reference
+//! implementation does. The caller passes the output shape and the
 //! per-axis scales; [`resize_output_shape`] computes both from `scales` or `sizes` (with `axes` and
 //! `keep_aspect_ratio_policy`, opset 18). Coordinates are computed in f32, as ONNX Runtime does.
 //!
@@ -104,6 +106,9 @@ pub struct ResizeParams {
     /// `tf_crop_and_resize` only: `[start_1, ..., start_r, end_1, ..., end_r]` normalised; empty means
     /// the whole input (starts 0, ends 1).
     pub roi: Vec<f32>,
+    /// `antialias = 1` (linear and cubic only): a low-pass filter of width `1 / scale` when
+    /// downsampling (`scale < 1`); no effect on nearest or on upsampled axes.
+    pub antialias: bool,
 }
 
 impl ResizeParams {
@@ -118,6 +123,7 @@ impl ResizeParams {
             extrapolation_value: 0.0,
             scales,
             roi: Vec::new(),
+            antialias: false,
         }
     }
 }
@@ -234,6 +240,53 @@ fn cubic_coeffs(r: f32, a: f32) -> [f32; 4] {
     [c2(r + 1.0), c1(r), c1(1.0 - r), c2(2.0 - r)]
 }
 
+/// Antialiased taps (ONNX reference `_linear_coeffs_antialias` / `_cubic_coeffs_antialias`): the
+/// filter is evaluated at `scale * (i - ratio)` for the input offsets `i` of its stretched support
+/// around the coordinate's left neighbour and normalised to sum 1. `ratio` is in `(0, 1]`: an integer
+/// coordinate counts as ratio 1 from the pixel on its left, as in the reference. Weights are computed
+/// in f64 and rounded once.
+fn antialias_taps(mode: ResizeMode, x: f32, scale: f32, a: f32) -> Vec<(isize, f32)> {
+    let s = f64::from(scale.min(1.0));
+    let fl = x.floor();
+    let (base, ratio) = if x == fl {
+        (fl as isize - 1, 1.0f64)
+    } else {
+        (fl as isize, f64::from(x - fl))
+    };
+    let a = f64::from(a);
+    let (start, filter): (isize, &dyn Fn(f64) -> f64) = match mode {
+        ResizeMode::Cubic => ((-2.0 / s).floor() as isize + 1, &|t: f64| {
+            let t = t.abs();
+            if t <= 1.0 {
+                ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+            } else if t < 2.0 {
+                ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a
+            } else {
+                0.0
+            }
+        }),
+        _ => ((-1.0 / s).floor() as isize + 1, &|t: f64| {
+            (1.0 - t.abs()).clamp(0.0, 1.0)
+        }),
+    };
+    let w: Vec<(isize, f64)> = (start..2 - start)
+        .map(|i| (base + i, filter(s * (i as f64 - ratio))))
+        .collect();
+    let sum: f64 = w.iter().map(|t| t.1).sum();
+    w.into_iter()
+        .map(|(i, v)| {
+            (
+                i,
+                if sum != 0.0 {
+                    (v / sum) as f32
+                } else {
+                    v as f32
+                },
+            )
+        })
+        .collect()
+}
+
 fn original_coordinate(
     x: usize,
     len_in: usize,
@@ -312,6 +365,9 @@ fn axis_taps(
                         NearestMode::Ceil => true,
                     };
                     vec![(i0 + isize::from(up), 1.0)]
+                }
+                ResizeMode::Linear | ResizeMode::Cubic if p.antialias => {
+                    antialias_taps(p.mode, x, scale, p.cubic_coeff_a)
                 }
                 ResizeMode::Linear => vec![(i0, 1.0 - r), (i0 + 1, r)],
                 ResizeMode::Cubic => {

@@ -62,10 +62,64 @@ pub enum PrepInput<'a> {
 }
 
 /// Computes the prepared state of `op` from its constant inputs, if the op has any (the int8 ops
-/// with constant weights); `None` otherwise. Failing to prepare is not an error: the node then does
-/// all its work (and reports any problem) when it runs.
+/// and f32 Conv with constant weights); `None` otherwise. Failing to prepare is not an error: the
+/// node then does all its work (and reports any problem) when it runs.
 pub fn prepare(op: &Op, inputs: &[PrepInput<'_>]) -> Option<Box<dyn Prepared>> {
-    quant::prepare(op, inputs)
+    quant::prepare(op, inputs).or_else(|| nn::prepare(op, inputs))
+}
+
+/// An element-wise activation that can run in a producer's output stage, with the same f32 formula
+/// as the op itself (see `qtool_kernels::Activation`).
+pub use qtool_kernels::Activation;
+
+/// The [`Activation`] that computes `op` (with `inputs` as [`prepare`] sees them) exactly, if it is
+/// one: Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish, and Clip with constant scalar f32 bounds.
+pub fn fusable_activation(op: &Op, opset: i64, inputs: &[PrepInput<'_>]) -> Option<Activation> {
+    let bound = |i: usize| -> Option<Option<f32>> {
+        match inputs.get(i) {
+            None | Some(PrepInput::Absent) => Some(None),
+            Some(PrepInput::Runtime) => None,
+            Some(PrepInput::Const(t)) => {
+                let v = t.view::<f32>().ok()?;
+                (v.len() == 1).then(|| v.iter().next().copied())
+            }
+        }
+    };
+    Some(match op {
+        Op::Relu(_) => Activation::Relu,
+        Op::LeakyRelu(o) => Activation::LeakyRelu(o.alpha.unwrap_or(0.01)),
+        Op::Sigmoid(_) => Activation::Sigmoid,
+        Op::HardSigmoid(o) => {
+            Activation::HardSigmoid(o.alpha.unwrap_or(0.2), o.beta.unwrap_or(0.5))
+        }
+        Op::HardSwish(_) => Activation::HardSwish,
+        Op::Clip(o) if opset < 11 => {
+            let (lo, hi) = (o.min.unwrap_or(f32::MIN), o.max.unwrap_or(f32::MAX));
+            // Before opset 11, min > max gives min; the fused order gives max.
+            if lo > hi {
+                return None;
+            }
+            Activation::Clip(Some(lo), Some(hi))
+        }
+        Op::Clip(_) => Activation::Clip(bound(1)?, bound(2)?),
+        _ => return None,
+    })
+}
+
+/// Whether `op` can take a following [`Activation`] into its output stage ([`eval_fused`]).
+pub fn can_fuse_activation(op: &Op) -> bool {
+    nn::can_fuse(op)
+}
+
+/// Evaluates `op` (one of [`can_fuse_activation`]) followed by `act`, in one pass; `None` when this
+/// input has no fused path, and the caller runs the two ops separately.
+pub fn eval_fused(
+    op: &Op,
+    inputs: &[Option<&Tensor>],
+    prepared: Option<&dyn Prepared>,
+    act: Activation,
+) -> Option<Result<Vec<Tensor>, OpError>> {
+    nn::eval_fused(op, inputs, prepared, act)
 }
 
 /// [`eval`] with the state [`prepare`] made for this node (if any).
@@ -76,7 +130,9 @@ pub fn eval_with(
     prepared: Option<&dyn Prepared>,
 ) -> Option<Result<Vec<Tensor>, OpError>> {
     match prepared {
-        Some(p) => quant::eval_with(op, cx, inputs, Some(p)).or_else(|| eval(op, cx, inputs)),
+        Some(p) => quant::eval_with(op, cx, inputs, Some(p))
+            .or_else(|| nn::eval_fused(op, inputs, Some(p), Activation::Identity))
+            .or_else(|| eval(op, cx, inputs)),
         None => eval(op, cx, inputs),
     }
 }

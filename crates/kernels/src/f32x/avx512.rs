@@ -1,4 +1,7 @@
-//! AVX-512 f32 GEMM, BLIS-style: `C = alpha * A * B + beta * C` with A and B packed per call.
+//! AVX-512 f32 GEMM, BLIS-style: `C = alpha * A * B + beta * C` with A and B packed per call, or
+//! with A packed once ([`pack_a_all`], for constant weights) and an optional per-row bias added in
+//! the micro-kernel's store (`C = A * B + bias`, the same single add as filling C with the bias and
+//! accumulating).
 //!
 //! Loops (outer to inner): K blocks of [`KC`] (A block `[M, kc]` packed into [`MR`]-row panels, alpha
 //! folded in), N blocks of [`NC`] (B block `[kc, nc]` packed into [`NR`]-column panels, zero-padded to
@@ -46,16 +49,142 @@ pub(crate) unsafe fn sgemm(
     c: *mut f32,
     ldc: usize,
 ) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        gemm_impl(
+            m,
+            k,
+            n,
+            ASrc::Raw { a, rsa, csa, alpha },
+            b,
+            rsb,
+            csb,
+            beta,
+            std::ptr::null(),
+            c,
+            ldc,
+        )
+    }
+}
+
+/// Floats of `A [m, k]` packed by [`pack_a_all`].
+pub(crate) fn packed_a_len(m: usize, k: usize) -> usize {
+    m.div_ceil(MR) * MR * k
+}
+
+/// Packs the whole row-major `A [m, k]` once: K block `pc` (of [`KC`]) starts at
+/// `mpanels * MR * pc` and is laid out as [`pack_a`] lays out one block (alpha 1).
+/// Panics if `a.len() < m * k` or `dst.len() < packed_a_len(m, k)`.
+pub(crate) fn pack_a_all(m: usize, k: usize, a: &[f32], dst: &mut [f32]) {
+    assert!(a.len() >= m * k && dst.len() >= packed_a_len(m, k));
+    let mp = m.div_ceil(MR);
+    let mut pc = 0;
+    while pc < k {
+        let kc = KC.min(k - pc);
+        // SAFETY: rows < m, columns pc..pc + kc <= k of the row-major A are inside `a` (asserted);
+        // the destination block holds mp * MR * kc floats inside `dst` (asserted).
+        unsafe {
+            pack_a(
+                m,
+                kc,
+                1.0,
+                a.as_ptr().add(pc),
+                k as isize,
+                1,
+                &mut dst[mp * MR * pc..mp * MR * (pc + kc)],
+            )
+        };
+        pc += kc;
+    }
+}
+
+/// `C [m, n] = A * B + bias` (`beta == 0`) or `C += A * B` (`beta == 1`, bias must be null) with A
+/// packed by [`pack_a_all`] for `m_total` rows, of which this call uses the rows of panels
+/// `ip0..` (`ip0 * MR` is the first row; `m` rows from there). `bias`, when not null, holds `m`
+/// floats, one per row.
+///
+/// # Safety
+/// avx512f must be available; `pa` must be a [`pack_a_all`] buffer of `m_total` rows and `k`
+/// columns (checked); B and C as for [`sgemm`]; `bias` null or `m` readable floats.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_packed_a(
+    m: usize,
+    k: usize,
+    n: usize,
+    pa: &[f32],
+    m_total: usize,
+    ip0: usize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    assert!(pa.len() >= packed_a_len(m_total, k) && ip0 * MR + m <= m_total);
+    let src = ASrc::Packed {
+        pa: pa.as_ptr(),
+        mp_total: m_total.div_ceil(MR),
+        ip0,
+    };
+    // SAFETY: forwarded from this function's contract.
+    unsafe { gemm_impl(m, k, n, src, b, rsb, csb, beta, bias, c, ldc) }
+}
+
+/// Where the A blocks come from.
+#[derive(Clone, Copy)]
+enum ASrc {
+    /// Strided A, packed per K block into the thread's buffer (alpha folded in).
+    Raw {
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        alpha: f32,
+    },
+    /// Packed once by [`pack_a_all`] (`mp_total` panels); this call starts at panel `ip0`.
+    Packed {
+        pa: *const f32,
+        mp_total: usize,
+        ip0: usize,
+    },
+}
+
+/// The loops shared by [`sgemm`] and [`sgemm_packed_a`].
+///
+/// # Safety
+/// As the two callers; `bias` null or `m` readable floats.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_impl(
+    m: usize,
+    k: usize,
+    n: usize,
+    asrc: ASrc,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    if k == 0 || (beta != 0.0 && beta != 1.0) {
+    // beta other than 0 and 1 (or 1 with a bias) scales C and adds the bias up front.
+    if k == 0 || (beta != 0.0 && (beta != 1.0 || !bias.is_null())) {
         for i in 0..m {
+            // SAFETY: `bias` holds m floats when not null (contract).
+            let bi = if bias.is_null() {
+                0.0
+            } else {
+                unsafe { *bias.add(i) }
+            };
             for j in 0..n {
                 // SAFETY: (i, j) is inside the C view the caller guarantees writable.
                 unsafe {
                     let p = c.add(i * ldc + j);
-                    *p = if beta == 0.0 { 0.0 } else { beta * *p };
+                    *p = if beta == 0.0 { bi } else { beta * *p + bi };
                 }
             }
         }
@@ -69,19 +198,37 @@ pub(crate) unsafe fn sgemm(
     let kc_max = KC.min(k);
     let a_len = mpanels * MR * kc_max;
     let b_len = NC.min(n).div_ceil(16) * 16 * kc_max;
-    if pa.len() < a_len {
+    if matches!(asrc, ASrc::Raw { .. }) && pa.len() < a_len {
         pa.resize(a_len, 0.0);
     }
     if pb.len() < b_len {
         pb.resize(b_len, 0.0);
     }
+    // When C is read (beta != 0), the bias, if any, is already in it (pre-pass above).
+    let first_reads_c = beta != 0.0;
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
-        // SAFETY: rows < m and columns pc..pc + kc < k of A are readable (caller); `pa` holds
-        // mpanels * MR * kc floats.
-        unsafe { pack_a(m, kc, alpha, a.offset(pc as isize * csa), rsa, csa, pa) };
-        let accumulate = pc > 0 || beta != 0.0;
+        let a_block: *const f32 = match asrc {
+            ASrc::Raw { a, rsa, csa, alpha } => {
+                // SAFETY: rows < m and columns pc..pc + kc < k of A are readable (caller); `pa`
+                // holds mpanels * MR * kc floats.
+                unsafe { pack_a(m, kc, alpha, a.offset(pc as isize * csa), rsa, csa, pa) };
+                pa.as_ptr()
+            }
+            // SAFETY: block pc of a pack_a_all buffer starts at mp_total * MR * pc, and panel ip0
+            // of it at ip0 * MR * kc more (caller's contract on `pa`).
+            ASrc::Packed { pa, mp_total, ip0 } => unsafe {
+                pa.add(mp_total * MR * pc + ip0 * MR * kc)
+            },
+        };
+        let accumulate = pc > 0 || first_reads_c;
+        // The bias enters once, in the first K block's store (when C is not read there).
+        let bias_here = if pc == 0 && !first_reads_c {
+            bias
+        } else {
+            std::ptr::null()
+        };
         let mut jc = 0;
         while jc < n {
             let nc = NC.min(n - jc);
@@ -99,7 +246,14 @@ pub(crate) unsafe fn sgemm(
             };
             for ip in 0..mpanels {
                 let rows = MR.min(m - ip * MR);
-                let ap = pa[ip * MR * kc..].as_ptr();
+                // SAFETY: panel ip of this block is inside the packed A (see above).
+                let ap = unsafe { a_block.add(ip * MR * kc) };
+                let bp_row = if bias_here.is_null() {
+                    std::ptr::null()
+                } else {
+                    // SAFETY: rows ip * MR.. < m of the bias are readable (contract).
+                    unsafe { bias_here.add(ip * MR) }
+                };
                 let mut j0 = 0;
                 while j0 < nc {
                     let w = NR.min(nc - j0);
@@ -113,11 +267,12 @@ pub(crate) unsafe fn sgemm(
                     let bp = pb[j0 * kc..].as_ptr();
                     // SAFETY: the kernel writes rows ip*MR..ip*MR + rows < m and columns
                     // jc + j0..jc + j0 + w <= n of C (the masked last vector covers only `tail`
-                    // columns); it reads kc * MR floats of `pa` from ap and kc * nv * 16 of `pb`
-                    // from bp, which pack_a/pack_b filled; avx512f is available (caller).
+                    // columns); it reads kc * MR floats of the A panel from ap and kc * nv * 16 of
+                    // `pb` from bp, which were packed above; `bp_row` is null or `rows` readable
+                    // floats; avx512f is available (caller).
                     unsafe {
                         let cp = c.add(ip * MR * ldc + jc + j0);
-                        micro(rows, nv, kc, ap, bp, cp, ldc, mask, accumulate);
+                        micro(rows, nv, kc, ap, bp, cp, ldc, mask, accumulate, bp_row);
                     }
                     j0 += w;
                 }
@@ -222,14 +377,15 @@ unsafe fn micro(
     ldc: usize,
     mask: __mmask16,
     acc: bool,
+    bias: *const f32,
 ) {
     macro_rules! go {
         ($($r:literal),*) => {
             match (rows, nv) {
                 $(
-                    ($r, 1) => kernel::<$r, 1>(kc, a, b, c, ldc, mask, acc),
-                    ($r, 2) => kernel::<$r, 2>(kc, a, b, c, ldc, mask, acc),
-                    ($r, 3) => kernel::<$r, 3>(kc, a, b, c, ldc, mask, acc),
+                    ($r, 1) => kernel::<$r, 1>(kc, a, b, c, ldc, mask, acc, bias),
+                    ($r, 2) => kernel::<$r, 2>(kc, a, b, c, ldc, mask, acc, bias),
+                    ($r, 3) => kernel::<$r, 3>(kc, a, b, c, ldc, mask, acc, bias),
                 )*
                 _ => unreachable!("micro-kernel {rows}x{nv}"),
             }
@@ -240,12 +396,13 @@ unsafe fn micro(
 }
 
 /// `C[0..R, 0..16 * NV] (+)= Apanel * Bpanel` over `kc` steps; the last vector of each row is
-/// loaded/stored under `mask`.
+/// loaded/stored under `mask`. Without `accumulate`, a non-null `bias` adds `bias[i]` to row `i`.
 ///
 /// # Safety
 /// avx512f must be available; `a` must hold `kc * MR` floats, `b` `kc * NV * 16`; `c[i * ldc + j]`
 /// must be writable for `i < R` and every `j` of the first `NV - 1` vectors plus the lanes of
-/// `mask` in the last one.
+/// `mask` in the last one; `bias` null or `R` readable floats.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const R: usize, const NV: usize>(
     kc: usize,
@@ -255,6 +412,7 @@ unsafe fn kernel<const R: usize, const NV: usize>(
     ldc: usize,
     mask: __mmask16,
     accumulate: bool,
+    bias: *const f32,
 ) {
     let mut acc = [[_mm512_setzero_ps(); NV]; R];
     let mut bv = [_mm512_setzero_ps(); NV];
@@ -275,12 +433,17 @@ unsafe fn kernel<const R: usize, const NV: usize>(
         }
     }
     for i in 0..R {
+        // SAFETY: `bias` is null or holds R floats (contract).
+        let bi = (!accumulate && !bias.is_null()).then(|| unsafe { _mm512_set1_ps(*bias.add(i)) });
         for v in 0..NV {
             // SAFETY: row i < R, vector v: full vectors are writable for v < NV - 1, the last one
             // only under `mask`, and masked loads/stores do not touch masked-off lanes (contract).
             unsafe {
                 let p = c.add(i * ldc + v * 16);
                 let mut r = acc[i][v];
+                if let Some(bv) = bi {
+                    r = _mm512_add_ps(r, bv);
+                }
                 if v + 1 < NV {
                     if accumulate {
                         r = _mm512_add_ps(r, _mm512_loadu_ps(p));

@@ -1,12 +1,44 @@
-//! Conv (through the kernels crate: im2col + sgemm, direct depthwise) and ConvTranspose (the kernels
-//! crate's sgemm + col2im), f32.
+//! Conv (through the kernels crate: im2col + GEMM, direct depthwise; constant weights packed once
+//! at executor build, an optional fused activation) and ConvTranspose (the kernels crate's sgemm +
+//! col2im), f32.
 
 use super::{auto_pad, f32_data, f32_tensor, kerr, numel, opt, pads_attr, req, spatial_attr};
 use crate::bail;
 use crate::error::OpError;
+use crate::ops::{PrepInput, Prepared};
 use qtool_ir::ops;
-use qtool_kernels::{ConvParams, ConvTransposeParams};
-use qtool_tensor::Tensor;
+use qtool_kernels::{Activation, ConvParams, ConvTransposeParams, ConvWeights};
+use qtool_tensor::{DType, Tensor};
+use std::any::Any;
+
+/// A constant f32 Conv weight packed once.
+#[derive(Debug)]
+pub(super) struct PreparedConv {
+    weights: ConvWeights,
+}
+
+impl Prepared for PreparedConv {}
+
+/// Packs a constant f32 weight (input 1); `None` when it is not constant or cannot be packed (the
+/// node then reports any problem when it runs).
+pub(super) fn prepare(op: &ops::Conv, inputs: &[PrepInput<'_>]) -> Option<Box<dyn Prepared>> {
+    let PrepInput::Const(w) = inputs.get(1)? else {
+        return None;
+    };
+    if w.dtype() != DType::F32 || w.rank() < 3 {
+        return None;
+    }
+    let group = group_attr(op.group).ok()?;
+    let wd = f32_data(w).ok()?;
+    let weights = ConvWeights::new(&wd, w.shape(), group).ok()?;
+    Some(Box::new(PreparedConv { weights }))
+}
+
+/// The packed weights of `prepared` when they were made from a weight of `w`'s shape.
+fn prepared_of<'p>(prepared: Option<&'p dyn Prepared>, w: &Tensor) -> Option<&'p ConvWeights> {
+    let p = (prepared? as &dyn Any).downcast_ref::<PreparedConv>()?;
+    (p.weights.shape() == w.shape()).then_some(&p.weights)
+}
 
 /// Checks an explicit `kernel_shape` attribute against the weight's spatial dims.
 fn check_kernel_shape(attr: &Option<Vec<i64>>, from_w: &[usize]) -> Result<(), OpError> {
@@ -27,6 +59,16 @@ fn group_attr(g: Option<i64>) -> Result<usize, OpError> {
 }
 
 pub(super) fn conv(op: &ops::Conv, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+    conv_fused(op, inputs, None, Activation::Identity)
+}
+
+/// Conv on f32 inputs with the weights `prepared` packed (if any) and `act` applied to the output.
+pub(super) fn conv_fused(
+    op: &ops::Conv,
+    inputs: &[Option<&Tensor>],
+    prepared: Option<&dyn Prepared>,
+    act: Activation,
+) -> Result<Vec<Tensor>, OpError> {
     let x = req(inputs, 0, "X")?;
     let w = req(inputs, 1, "W")?;
     let b = opt(inputs, 2);
@@ -60,7 +102,6 @@ pub(super) fn conv(op: &ops::Conv, inputs: &[Option<&Tensor>]) -> Result<Vec<Ten
     };
     let out_shape = qtool_kernels::conv_output_shape(xs, ws, &p).map_err(kerr)?;
     let xd = f32_data(x)?;
-    let wd = f32_data(w)?;
     let bd = b.map(f32_data).transpose()?;
     if let Some(bd) = &bd
         && bd.len() != ws[0]
@@ -72,7 +113,14 @@ pub(super) fn conv(op: &ops::Conv, inputs: &[Option<&Tensor>]) -> Result<Vec<Ten
         );
     }
     let mut out = vec![0f32; numel(&out_shape)?];
-    qtool_kernels::conv(&xd, xs, &wd, ws, bd.as_deref(), &p, &mut out).map_err(kerr)?;
+    match prepared_of(prepared, w).filter(|cw| cw.group() == p.group) {
+        Some(cw) => qtool_kernels::conv_prepacked(&xd, xs, cw, bd.as_deref(), &p, act, &mut out),
+        None => {
+            let wd = f32_data(w)?;
+            qtool_kernels::conv_with_activation(&xd, xs, &wd, ws, bd.as_deref(), &p, act, &mut out)
+        }
+    }
+    .map_err(kerr)?;
     Ok(vec![f32_tensor(&out_shape, out)?])
 }
 

@@ -5,7 +5,7 @@
 //! and back on the way out ([`via_f32`]). MatMul and Gemm are generic over the numeric types; the
 //! rearranging ops (DepthToSpace, SpaceToDepth, nearest Resize) work on any element type.
 
-use super::OpCtx;
+use super::{OpCtx, PrepInput, Prepared};
 use crate::bail;
 use crate::error::OpError;
 use qtool_ir::Op;
@@ -70,6 +70,39 @@ pub(crate) fn eval(
         | Op::GlobalMaxPool(_) => via_f32(op, cx, inputs, usize::MAX, eval_f32),
         _ => return None,
     })
+}
+
+/// Prepared state of this family's ops with constant weights (f32 Conv); `None` for the others.
+pub(crate) fn prepare(op: &Op, inputs: &[PrepInput<'_>]) -> Option<Box<dyn Prepared>> {
+    match op {
+        Op::Conv(o) => conv::prepare(o, inputs),
+        _ => None,
+    }
+}
+
+/// The ops that can run a following activation in their output stage (f32 Conv).
+pub(crate) fn can_fuse(op: &Op) -> bool {
+    matches!(op, Op::Conv(_))
+}
+
+/// Evaluates an op of [`can_fuse`] with its prepared state (if any) and `act` applied to its
+/// output; `None` when the op or its input type has no fused path (the caller then runs the op and
+/// the activation separately).
+pub(crate) fn eval_fused(
+    op: &Op,
+    inputs: &[Option<&Tensor>],
+    prepared: Option<&dyn Prepared>,
+    act: qtool_kernels::Activation,
+) -> Option<Result<Vec<Tensor>, OpError>> {
+    let f32_in = inputs
+        .first()
+        .copied()
+        .flatten()
+        .is_some_and(|t| t.dtype() == DType::F32);
+    match op {
+        Op::Conv(o) if f32_in => Some(conv::conv_fused(o, inputs, prepared, act)),
+        _ => None,
+    }
 }
 
 /// The f32 implementations of the float-only ops.

@@ -5,7 +5,7 @@
 //! type, following ONNX Runtime's rules exactly (f32 coordinates, opset-10 / Upsample "simple"
 //! rounding, `tf_half_pixel_for_nn`, identity on axes with scale 1, extrapolation under
 //! `tf_crop_and_resize`). Linear and cubic modes use the kernels crate's f32 `resize` (f64, f16 and
-//! bf16 through f32). `antialias = 1` is rejected.
+//! bf16 through f32), `antialias` included (the ONNX reference's filter: edge-clamped taps).
 
 use super::{f32_data, f32_tensor, from_f32, kerr, numel, opt, opt_nonempty, req, to_f32};
 use crate::bail;
@@ -39,6 +39,8 @@ struct Plan {
     scales: Vec<f32>,
     roi: Vec<f32>,
     out_shape: Vec<usize>,
+    /// Opset 18 `antialias` (the spec applies it to linear and cubic only; nearest ignores it).
+    antialias: bool,
 }
 
 pub(super) fn resize(
@@ -49,9 +51,6 @@ pub(super) fn resize(
     let x = req(inputs, 0, "X")?;
     let rank = x.rank();
     let opset = cx.opset;
-    if opset >= 18 && op.antialias.unwrap_or(0) != 0 {
-        bail!("Resize with antialias=1 is not supported");
-    }
     let mode: ResizeMode = op
         .mode
         .as_deref()
@@ -168,6 +167,7 @@ pub(super) fn resize(
         scales: shape.scales,
         roi,
         out_shape: shape.output_shape,
+        antialias: opset >= 18 && op.antialias.unwrap_or(0) != 0,
     };
     run(x, &plan)
 }
@@ -222,6 +222,7 @@ pub(super) fn upsample(
         scales: shape.scales,
         roi: Vec::new(),
         out_shape: shape.output_shape,
+        antialias: false,
     };
     run(x, &plan)
 }
@@ -256,6 +257,7 @@ fn run(x: &Tensor, plan: &Plan) -> Result<Vec<Tensor>, OpError> {
                 extrapolation_value: plan.extrapolation_value,
                 scales: plan.scales.clone(),
                 roi: plan.roi.clone(),
+                antialias: plan.antialias,
             };
             let d = x.dtype();
             let x32 = match d {
@@ -695,7 +697,7 @@ mod tests {
             &[1., 1., 2., 2., 3., 3., 4., 4.],
             0.0,
         );
-        // identity resize copies; antialias and double scales/sizes are errors
+        // identity resize copies; double scales/sizes are errors
         let out = run(
             Resize::default(),
             13,
@@ -703,17 +705,6 @@ mod tests {
             &[Some(&x), None, Some(&sc(&[1., 1., 1., 1.]))],
         );
         assert_eq!(out[0], x);
-        assert!(
-            run_err(
-                Resize {
-                    antialias: Some(1),
-                    ..Default::default()
-                },
-                18,
-                &[Some(&x), None, Some(&sc(&[1., 1., 2., 2.]))]
-            )
-            .contains("antialias")
-        );
         assert!(
             run_err(
                 Resize::default(),
@@ -727,6 +718,48 @@ mod tests {
             )
             .contains("only one")
         );
+    }
+
+    #[test]
+    fn antialias_linear_downsample_by_two_hand_computed() {
+        // scale 0.5, half_pixel: x = 2o + 0.5, the triangle stretched to 4 taps at 2o-1..2o+2 with
+        // weights 0.25, 0.75, 0.75, 0.25 (normalised / 2), edge-clamped like the ONNX reference.
+        let x = t(&[1, 1, 1, 8], &iota(8));
+        let aa = |antialias| Resize {
+            mode: Some("linear".into()),
+            antialias: Some(antialias),
+            ..Default::default()
+        };
+        let out = run(
+            aa(1),
+            18,
+            1,
+            &[Some(&x), None, Some(&sc(&[1., 1., 1., 0.5]))],
+        );
+        assert_close(&out[0], &[1, 1, 1, 4], &[1.625, 3.5, 5.5, 7.375], 1e-6);
+        // Without antialias (or before opset 18) the plain 2-tap filter applies.
+        let plain = [1.5, 3.5, 5.5, 7.5];
+        let out = run(
+            aa(0),
+            18,
+            1,
+            &[Some(&x), None, Some(&sc(&[1., 1., 1., 0.5]))],
+        );
+        assert_close(&out[0], &[1, 1, 1, 4], &plain, 1e-6);
+        // Upsampling is unchanged by antialias.
+        let up = run(
+            aa(1),
+            18,
+            1,
+            &[Some(&x), None, Some(&sc(&[1., 1., 1., 2.]))],
+        );
+        let up0 = run(
+            aa(0),
+            18,
+            1,
+            &[Some(&x), None, Some(&sc(&[1., 1., 1., 2.]))],
+        );
+        assert_eq!(up[0], up0[0]);
     }
 
     #[test]
