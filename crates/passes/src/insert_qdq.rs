@@ -294,7 +294,7 @@ pub fn bias_weight_scale_adjust(x_scale: f32, w_scales: &mut [f32], bias: &[f32]
 }
 
 /// Per-channel (or per-tensor when `axis` is None) scales and zero-points of a weight.
-fn weight_params(
+pub(crate) fn weight_params(
     w: &[f32],
     shape: &[usize],
     axis: Option<usize>,
@@ -320,7 +320,7 @@ fn weight_params(
     )
 }
 
-fn quantize_weight(
+pub(crate) fn quantize_weight(
     w: &[f32],
     shape: &[usize],
     axis: Option<usize>,

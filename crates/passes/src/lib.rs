@@ -11,6 +11,8 @@ mod fold_constants;
 mod insert_qdq;
 mod qdq_to_integer;
 mod qdq_to_qlinear;
+mod qops_to_qdq;
+mod quantize_dynamic;
 mod remove_identity;
 mod upgrade_opset;
 mod util;
@@ -26,6 +28,8 @@ pub use insert_qdq::{
 };
 pub use qdq_to_integer::{QdqToInteger, QdqToIntegerOptions};
 pub use qdq_to_qlinear::{QdqToQLinear, QdqToQLinearOptions};
+pub use qops_to_qdq::{QopsToQdq, QopsToQdqOptions};
+pub use quantize_dynamic::{QuantizeDynamic, QuantizeDynamicOptions};
 pub use remove_identity::{RemoveIdentity, RemoveIdentityOptions};
 pub use upgrade_opset::{UpgradeOpset, UpgradeOpsetOptions};
 
@@ -173,6 +177,8 @@ registry_table! {
     "insert_qdq" => InsertQdq(InsertQdqOptions),
     "qdq_to_qlinear" => QdqToQLinear(QdqToQLinearOptions),
     "qdq_to_integer" => QdqToInteger(QdqToIntegerOptions),
+    "quantize_dynamic" => QuantizeDynamic(QuantizeDynamicOptions),
+    "qops_to_qdq" => QopsToQdq(QopsToQdqOptions),
 }
 
 /// Builds the pass named `name` from its options (`null` for the defaults).

@@ -233,7 +233,7 @@ fn options_are_strict() {
     )
     .unwrap();
     let names: Vec<&str> = crate::registry().iter().map(|(n, _)| *n).collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 10);
     for n in names {
         crate::build(n, &serde_json::Value::Null).unwrap();
     }
