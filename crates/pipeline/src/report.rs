@@ -184,8 +184,15 @@ pub fn histograms_from_stats(
                 max.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64)),
             ),
         };
-        let factor = h.counts.len().div_ceil(max_bins.max(1));
-        let (first_edge, bin_width, counts) = h.grouped(factor);
+        // Aligned groups can straddle one more bin than `len / factor`: grow until it fits.
+        let mut factor = h.counts.len().div_ceil(max_bins.max(1));
+        let (first_edge, bin_width, counts) = loop {
+            let g = h.grouped(factor);
+            if g.2.len() <= max_bins.max(1) {
+                break g;
+            }
+            factor += 1;
+        };
         out.push(ActivationHistogram {
             tensor: name.clone(),
             first_edge,
