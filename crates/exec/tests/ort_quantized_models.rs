@@ -196,6 +196,11 @@ fn ort_quantized_models_run_in_qtool_and_match_ort() {
                 r.max_lsb
             );
         }
+        // On this model the QOperator graphs (integer ops only between the first QuantizeLinear and
+        // the last DequantizeLinear) agree bit for bit; keep it that way.
+        if variant.starts_with("qop") {
+            assert_eq!(r.int_off, 0, "{variant}: 8-bit values differ from ORT");
+        }
         seen += 1;
     }
     assert_eq!(seen, 6, "every variant was quantized and compared");
@@ -204,9 +209,9 @@ fn ort_quantized_models_run_in_qtool_and_match_ort() {
 /// (output rel L2, fraction of 8-bit elements that may differ, max LSB) per variant; the same
 /// bounds as `cargo xtask interop` (xtask/src/interop_int8.rs), explained in docs/numerics.md.
 fn bounds(variant: &str) -> (f64, f64, Option<i64>) {
-    if variant.starts_with("qdq") {
-        (2e-2, 2e-2, None)
+    if variant.starts_with("qop") {
+        (1e-2, 1e-4, Some(2))
     } else {
-        (1e-2, 1e-3, Some(1))
+        (5e-2, 2e-1, None)
     }
 }
