@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod eval;
+
 #[derive(Parser)]
 #[command(
     name = "qtool",
@@ -95,6 +97,13 @@ enum Cmd {
         #[arg(long)]
         percentile: Option<f64>,
     },
+    /// Compare a quantized model against its FP32 reference on a data set: per output SQNR,
+    /// cosine similarity, max and mean absolute error, top-1/top-5 agreement and accuracy with
+    /// --labels; and the SQNR of every FP32 tensor's counterpart in the candidate, worst first.
+    ///
+    /// Prints a table (per-output metrics and the worst layers); --json writes everything,
+    /// --html a self-contained report. Metrics and the per-layer matching rule: docs/report.md.
+    Eval(eval::EvalArgs),
     /// Quantize an FP32 model: calibrate on --data, insert Q/DQ from the ranges (weights int8
     /// symmetric per channel, activations uint8 asymmetric by default), convert to the format, save
     /// atomically, and print how much each output lost against FP32 (SQNR, top-1 agreement).
@@ -340,6 +349,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Cmd::Eval(args) => eval::run(args)?,
         Cmd::Stats {
             cmd: StatsCmd::Merge { inputs, output },
         } => {

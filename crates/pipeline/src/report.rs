@@ -249,7 +249,7 @@ fn num(x: f64, decimals: usize) -> String {
 fn short(x: f64) -> String {
     if x == 0.0 {
         "0".into()
-    } else if x.abs() >= 1e4 || x.abs() < 1e-3 {
+    } else if x.abs() >= 1e4 || x.abs() < 1e-2 {
         format!("{x:.2e}")
     } else {
         num(x, 3)
@@ -723,6 +723,9 @@ pub fn render_html(data: &ReportData) -> String {
             n
         );
         settings_table(&mut s, &o.settings);
+        if o.passes.is_empty() {
+            s.push_str("<p class=\"muted\">No pass information for this output.</p>\n");
+        }
         if n > 0 {
             any_skip = true;
             s.push_str("<table class=\"skips\"><tr><th>pass</th><th>node</th><th>op</th><th>reason</th></tr>\n");
