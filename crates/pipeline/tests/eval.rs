@@ -374,3 +374,66 @@ fn per_layer_matching_follows_what_our_passes_write_in_every_format() {
         }
     }
 }
+
+#[test]
+fn dynamic_quantization_is_dequantized_with_its_run_time_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = qtool_onnx::load(tiny().join("model.onnx")).unwrap();
+    let mut cand = reference.clone();
+    let passes = vec![qtool_passes::build("quantize_dynamic", &serde_json::Value::Null).unwrap()];
+    qtool_passes::run_passes(&passes, &mut cand, &Default::default(), true).unwrap();
+    let matches = match_layers(&reference, &cand);
+    let x = matches.iter().find(|m| m.tensor == "x").unwrap();
+    assert_eq!(x.kind, CounterpartKind::Integer);
+    assert_eq!(x.counterpart, "x_quantized");
+    assert_eq!(
+        x.params,
+        Some(QuantParams::RunTime {
+            scale: "x_scale".into(),
+            zero_point: "x_zero_point".into()
+        })
+    );
+    // One sample: the evaluation's SQNR of x is that of (q - zp) * scale computed here from the
+    // values the candidate produced.
+    let eval_data = qtool_data::load_npy(&tiny().join("eval.npy")).unwrap();
+    let v: Vec<f32> = eval_data.to_f64_vec().unwrap()[..256]
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
+    let sample = Tensor::from_vec(&[1, 1, 16, 16], v).unwrap();
+    let one = dir.path().join("one.npy");
+    write_npy(&one, &sample);
+    let seen = observe_all(&cand, vec![("x".into(), sample.clone())]);
+    let get = |n: &str| {
+        seen.iter()
+            .find(|(k, _)| k == n)
+            .unwrap()
+            .1
+            .to_f64_vec()
+            .unwrap()
+    };
+    let (q, s, z) = (get("x_quantized"), get("x_scale"), get("x_zero_point"));
+    let deq: Vec<f64> = q
+        .iter()
+        .map(|&q| ((q - z[0]) as f32 * s[0] as f32) as f64)
+        .collect();
+    let want = sqnr(&sample.to_f64_vec().unwrap(), &deq);
+    let r = evaluate(
+        &reference,
+        &cand,
+        &one,
+        &EvalSettings::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.candidate_format, "dynamic");
+    let got = r
+        .layers
+        .iter()
+        .find(|l| l.tensor == "x")
+        .unwrap()
+        .error
+        .sqnr_db;
+    assert!(want.is_finite() && want > 20.0, "{want}");
+    assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+}
