@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod convert;
+
 mod eval;
 
 #[derive(Parser)]
@@ -144,6 +146,9 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Convert a quantized model between formats (qdq, qlinear, integer; ONNX Runtime's outputs
+    /// included), or a float model to dynamic quantization; saves atomically, never over the input.
+    Convert(convert::ConvertArgs),
     /// Operations on calibration statistics files.
     Stats {
         #[command(subcommand)]
@@ -350,6 +355,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Eval(args) => eval::run(args)?,
+        Cmd::Convert(args) => convert::run(args)?,
         Cmd::Stats {
             cmd: StatsCmd::Merge { inputs, output },
         } => {

@@ -2,6 +2,7 @@
 //! built on the lower crates. Other tools can call these directly.
 
 pub mod calibrate;
+pub mod convert;
 pub mod eval;
 pub mod exec;
 pub mod inspect;
