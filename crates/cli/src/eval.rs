@@ -70,6 +70,21 @@ fn pct(x: Option<f64>) -> String {
 pub fn table(r: &EvalReport, worst: usize) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
+    // Column widths follow the longest name.
+    let ow = r
+        .outputs
+        .iter()
+        .map(|o| o.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(24);
+    let tw = r
+        .worst_layers(worst)
+        .iter()
+        .map(|l| l.tensor.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(30);
     let _ = writeln!(
         s,
         "{} ({}) vs {} on {} samples of {}",
@@ -77,7 +92,7 @@ pub fn table(r: &EvalReport, worst: usize) -> String {
     );
     let _ = writeln!(
         s,
-        "  {:<24} {:>9} {:>10} {:>11} {:>11} {:>8} {:>8} {:>9} {:>9}",
+        "  {:<ow$} {:>9} {:>10} {:>11} {:>11} {:>8} {:>8} {:>9} {:>9}",
         "output",
         "SQNR dB",
         "cosine",
@@ -92,7 +107,7 @@ pub fn table(r: &EvalReport, worst: usize) -> String {
         let c = o.classifier.as_ref();
         let _ = writeln!(
             s,
-            "  {:<24} {:>9} {:>10} {:>11.4e} {:>11.4e} {:>8} {:>8} {:>9} {:>9}",
+            "  {:<ow$} {:>9} {:>10} {:>11.4e} {:>11.4e} {:>8} {:>8} {:>9} {:>9}",
             o.name,
             num(o.error.sqnr_db, 2),
             num(o.error.cosine, 6),
@@ -121,7 +136,7 @@ pub fn table(r: &EvalReport, worst: usize) -> String {
         );
         let _ = writeln!(
             s,
-            "  {:<40} {:>9} {:>10} {:>11}  compared with",
+            "  {:<tw$} {:>9} {:>10} {:>11}  compared with",
             "tensor", "SQNR dB", "cosine", "max |err|"
         );
         for l in shown {
@@ -132,7 +147,7 @@ pub fn table(r: &EvalReport, worst: usize) -> String {
             };
             let _ = writeln!(
                 s,
-                "  {:<40} {:>9} {:>10} {:>11.4e}  {}{kind}",
+                "  {:<tw$} {:>9} {:>10} {:>11.4e}  {}{kind}",
                 l.tensor,
                 num(l.error.sqnr_db, 2),
                 num(l.error.cosine, 6),
