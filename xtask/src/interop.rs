@@ -282,5 +282,5 @@ pub fn interop_task() -> Result<()> {
         bail!("interop failures:\n{}", failures.join("\n"));
     }
     println!("all models within rel L2 {FP32_REL_L2:e} of ONNX Runtime");
-    Ok(())
+    crate::interop_passes::interop_passes_task(&python, &models)
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod codegen;
 mod interop;
+mod interop_passes;
 mod models;
 mod onnx_node;
 mod py;
