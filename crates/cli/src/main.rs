@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod convert;
-
 mod eval;
+
+mod run;
 
 #[derive(Parser)]
 #[command(
@@ -149,6 +150,9 @@ enum Cmd {
     /// Convert a quantized model between formats (qdq, qlinear, integer; ONNX Runtime's outputs
     /// included), or a float model to dynamic quantization; saves atomically, never over the input.
     Convert(convert::ConvertArgs),
+    /// Run a quantization pipeline from a YAML file: one calibration, several output formats, each
+    /// evaluated against FP32, with an HTML/JSON report and a manifest (see docs/pipeline.md).
+    Run(run::RunArgs),
     /// Operations on calibration statistics files.
     Stats {
         #[command(subcommand)]
@@ -354,8 +358,9 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Cmd::Eval(args) => eval::run(args)?,
+        Cmd::Run(args) => run::run(args)?,
         Cmd::Convert(args) => convert::run(args)?,
+        Cmd::Eval(args) => eval::run(args)?,
         Cmd::Stats {
             cmd: StatsCmd::Merge { inputs, output },
         } => {

@@ -2,12 +2,15 @@
 //! built on the lower crates. Other tools can call these directly.
 
 pub mod calibrate;
+pub mod config;
 pub mod convert;
 pub mod eval;
 pub mod exec;
 pub mod inspect;
+pub mod manifest;
 pub mod quantize;
 pub mod report;
+pub mod run;
 
 pub use inspect::{InspectReport, QuantFormat, inspect};
 pub use qtool_calib as calib;
