@@ -380,7 +380,6 @@ impl OutputConfig {
 pub struct EvaluationConfig {
     pub enabled: bool,
     pub per_layer: bool,
-    pub top_k: usize,
 }
 
 impl Default for EvaluationConfig {
@@ -388,7 +387,6 @@ impl Default for EvaluationConfig {
         EvaluationConfig {
             enabled: yes(),
             per_layer: true,
-            top_k: 5,
         }
     }
 }
@@ -1094,9 +1092,6 @@ impl Resolver<'_> {
                 "data",
                 "give the calibration data (data.calibration.path) or a statistics file (calibration.stats)",
             ));
-        }
-        if spec.evaluation.top_k == 0 {
-            return Err(self.err("evaluation.top_k", "must be at least 1"));
         }
 
         // Passes.

@@ -55,7 +55,6 @@ fn minimal_file_gets_every_default() {
     assert_eq!(s.calibration.histogram_bins, 16384);
     assert!(s.quantization.per_channel && !s.quantization.reduce_range);
     assert!(s.evaluation.enabled && s.evaluation.per_layer);
-    assert_eq!(s.evaluation.top_k, 5);
     let pre: Vec<&str> = s.preprocess.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(pre, ["remove_identity", "fold_batchnorm"]);
     assert_eq!(s.output_dir.as_deref(), Some("."));
@@ -139,7 +138,6 @@ outputs:
     contrib: true
 evaluation:
   per_layer: false
-  top_k: 3
 report:
   html: report.html
   json: report.json
