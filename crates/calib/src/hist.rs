@@ -90,6 +90,14 @@ impl Histogram {
     /// Re-bins to width `2^e` (`e >= self.exp`) covering `[lo, hi]` (which contains every value).
     fn rebin(&mut self, e: i32, lo: f64, hi: f64) {
         let (first, last) = (index(lo, e), index(hi, e));
+        if e == self.exp
+            && !self.counts.is_empty()
+            && first == self.start
+            && last == self.start + self.counts.len() as i64 - 1
+        {
+            // Same width, same bins: nothing to move (the common case once the range settles).
+            return;
+        }
         let mut out = vec![0u64; (last - first + 1) as usize];
         if !self.counts.is_empty() {
             let d = (e - self.exp) as u32;
@@ -120,6 +128,57 @@ impl Histogram {
             let k = (x * s).floor() as i64 - self.start;
             debug_assert!((0..n).contains(&k), "value {x} outside the declared range");
             self.counts[k.clamp(0, n - 1) as usize] += 1;
+        }
+    }
+
+    /// Adds finite f32 values like [`Histogram::add`] (the same bins, bit for bit), counting in
+    /// parallel chunks when there are many.
+    pub fn add_f32(&mut self, xs: &[f32], lo: f64, hi: f64, max_bins: u32) {
+        let mut e = canonical_exp(lo, hi, max_bins);
+        if self.counts.is_empty() {
+            self.exp = e;
+        }
+        e = e.max(self.exp);
+        self.rebin(e, lo, hi);
+        let s = inv_width(e);
+        let (start, n) = (self.start, self.counts.len());
+        let count = |acc: &mut [u64], chunk: &[f32]| {
+            for &x in chunk {
+                let y = x as f64 * s;
+                // floor(y) without a libm call: truncate, then step down for negative fractions.
+                let t = y as i64;
+                let k = t - ((t as f64) > y) as i64 - start;
+                debug_assert!(
+                    (0..n as i64).contains(&k),
+                    "value {x} outside the declared range"
+                );
+                acc[k.clamp(0, n as i64 - 1) as usize] += 1;
+            }
+        };
+        if xs.len() < PAR_MIN {
+            count(&mut self.counts, xs);
+            return;
+        }
+        use rayon::prelude::*;
+        let total = xs
+            .par_chunks(PAR_CHUNK)
+            .fold(
+                || vec![0u64; n],
+                |mut acc, chunk| {
+                    count(&mut acc, chunk);
+                    acc
+                },
+            )
+            .reduce_with(|mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                a
+            });
+        if let Some(t) = total {
+            for (x, y) in self.counts.iter_mut().zip(&t) {
+                *x += y;
+            }
         }
     }
 
@@ -187,6 +246,11 @@ impl Histogram {
     }
 }
 
+/// Below this many values a histogram update runs on the calling thread.
+pub const PAR_MIN: usize = 1 << 16;
+/// Values per parallel work item.
+pub const PAR_CHUNK: usize = 1 << 15;
+
 /// Most bins [`Histogram::folded_abs`] returns.
 pub const FOLDED_MAX_BINS: usize = 1 << 16;
 
@@ -222,6 +286,36 @@ mod tests {
         assert_eq!(b, all);
         assert!(all.counts.len() <= 64);
         assert_eq!(all.total(), 1000);
+    }
+
+    /// The parallel f32 path counts exactly like the element-wise one, streamed or at once.
+    #[test]
+    fn add_f32_equals_add() {
+        let vals: Vec<f32> = (0..3 * PAR_MIN + 17)
+            .map(|i| ((i as u64 * 2654435761) % 100_003) as f32 * 1e-3 - 37.5)
+            .collect();
+        let (lo, hi) = vals
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v as f64), b.max(v as f64))
+            });
+        let mut slow = Histogram::default();
+        slow.add(vals.iter().map(|&v| v as f64), lo, hi, 2048);
+        let mut fast = Histogram::default();
+        fast.add_f32(&vals, lo, hi, 2048);
+        assert_eq!(fast, slow);
+        // Streamed in two parts whose ranges differ (re-binning in between).
+        let (a, b) = vals.split_at(PAR_MIN + 5);
+        let (alo, ahi) = a
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(x, y), &v| {
+                (x.min(v as f64), y.max(v as f64))
+            });
+        let mut two = Histogram::default();
+        two.add_f32(a, alo, ahi, 2048);
+        two.add_f32(b, lo, hi, 2048);
+        assert_eq!(two, slow);
+        assert_eq!(slow.total(), vals.len() as u64);
     }
 
     #[test]

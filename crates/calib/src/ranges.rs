@@ -156,18 +156,45 @@ impl Ranges {
 /// Computes the range of every tensor of `stats`.
 pub fn compute_ranges(stats: &CalibStats, s: &RangeSettings) -> Result<Ranges, CalibError> {
     s.validate()?;
+    // Tensors are independent: their threshold searches run in parallel, and the results are
+    // assembled in name order (the output does not depend on the scheduling).
+    use rayon::prelude::*;
+    let each: Vec<(&String, Vec<String>, Option<TensorRange>)> = stats
+        .tensors
+        .par_iter()
+        .map(|(name, t)| {
+            let mut warnings = Vec::new();
+            let r = tensor_range(name, t, s, &mut warnings)?;
+            Ok((name, warnings, r))
+        })
+        .collect::<Result<_, CalibError>>()?;
     let mut out = Ranges::default();
-    for (name, t) in &stats.tensors {
+    for (name, w, r) in each {
+        out.warnings.extend(w);
+        if let Some(r) = r {
+            out.ranges.insert(name.clone(), r);
+        }
+    }
+    Ok(out)
+}
+
+/// The range of one tensor (`None` without finite values), pushing its warnings.
+fn tensor_range(
+    name: &str,
+    t: &crate::stats::TensorStats,
+    s: &RangeSettings,
+    warnings: &mut Vec<String>,
+) -> Result<Option<TensorRange>, CalibError> {
+    {
         if t.non_finite() > 0 {
-            out.warnings.push(format!(
+            warnings.push(format!(
                 "tensor '{name}': {} NaN, {} +Inf, {} -Inf values were excluded",
                 t.nan, t.pos_inf, t.neg_inf
             ));
         }
         let Some((lo, hi)) = summary_range(&t.all, s, name)? else {
-            out.warnings
-                .push(format!("tensor '{name}': no finite values, no range"));
-            continue;
+            warnings.push(format!("tensor '{name}': no finite values, no range"));
+            return Ok(None);
         };
         let r = match (&t.per_channel, s.per_channel) {
             (Some(pc), true) => {
@@ -189,9 +216,8 @@ pub fn compute_ranges(stats: &CalibStats, s: &RangeSettings) -> Result<Ranges, C
                 max: hi as f32,
             },
         };
-        out.ranges.insert(name.clone(), r);
+        Ok(Some(r))
     }
-    Ok(out)
 }
 
 /// The range of one stream of values, `None` without finite values.

@@ -79,19 +79,137 @@ fn list_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>, CalibError> {
 }
 
 /// A `.npy` file whose first axis holds the samples of a single-input model; each sample is
-/// `batch` rows (the axis is kept; the last sample may be shorter). The file is read at open.
+/// `batch` rows (the axis is kept; the last sample may be shorter). A C-order file is read row by
+/// row as samples are asked for (memory: one sample, whatever the file's size); a Fortran-order
+/// file is read whole at open.
 #[derive(Debug)]
 pub struct NpySource {
     input: String,
-    data: Tensor,
+    data: NpyData,
     batch: usize,
     origin: String,
 }
 
+#[derive(Debug)]
+enum NpyData {
+    Loaded(Tensor),
+    Rows(NpyRows),
+}
+
+/// A C-order `.npy` file read lazily: the element type string, the shape, and where the data is.
+#[derive(Debug)]
+struct NpyRows {
+    file: std::fs::File,
+    descr: String,
+    shape: Vec<usize>,
+    data_start: u64,
+    row_bytes: u64,
+}
+
+impl NpyRows {
+    /// `None` when the file is not a plain C-order array of a size this reader understands (the
+    /// whole-file reader then decides, with its own errors).
+    fn open(path: &Path) -> Result<Option<NpyRows>, CalibError> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(io(path))?;
+        let mut pre = [0u8; 12];
+        if f.read_exact(&mut pre).is_err() || &pre[..6] != b"\x93NUMPY" {
+            return Ok(None);
+        }
+        let (hlen, start) = match pre[6] {
+            1 => (u16::from_le_bytes([pre[8], pre[9]]) as u64, 10u64),
+            2 | 3 => (
+                u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as u64,
+                12,
+            ),
+            _ => return Ok(None),
+        };
+        if hlen > 1 << 20 {
+            return Ok(None);
+        }
+        let mut h = vec![0u8; hlen as usize];
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(start)).map_err(io(path))?;
+        if f.read_exact(&mut h).is_err() {
+            return Ok(None);
+        }
+        let h = String::from_utf8_lossy(&h).replace('"', "'");
+        if !h.contains("'fortran_order': False") {
+            return Ok(None);
+        }
+        let Some(descr) = h
+            .split("'descr':")
+            .nth(1)
+            .and_then(|r| r.split('\'').nth(1))
+            .map(str::to_string)
+        else {
+            return Ok(None);
+        };
+        let shape = npy_shape(path)?;
+        let file_len = f.metadata().map_err(io(path))?.len();
+        let data_start = start + hlen;
+        let (Some(&n), numel) = (shape.first(), shape.iter().product::<usize>() as u64) else {
+            return Ok(None);
+        };
+        if numel == 0 || file_len < data_start || (file_len - data_start) % numel != 0 {
+            return Ok(None);
+        }
+        let width = (file_len - data_start) / numel;
+        Ok(Some(NpyRows {
+            file: f,
+            descr,
+            row_bytes: width * (numel / n as u64),
+            shape,
+            data_start,
+        }))
+    }
+
+    /// Rows `a..b` as a tensor (decoded by the .npy reader from a header for just those rows).
+    fn rows(&mut self, a: usize, b: usize, what: &str) -> Result<Tensor, CalibError> {
+        use std::io::{Read, Seek};
+        let mut shape = self.shape.clone();
+        shape[0] = b - a;
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let mut header = format!(
+            "{{'descr': '{}', 'fortran_order': False, 'shape': ({},), }}",
+            self.descr,
+            dims.join(", ")
+        );
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut buf = Vec::with_capacity(10 + header.len() + (self.row_bytes as usize) * (b - a));
+        buf.extend_from_slice(b"\x93NUMPY\x01\x00");
+        buf.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        buf.extend_from_slice(header.as_bytes());
+        let at = buf.len();
+        buf.resize(at + self.row_bytes as usize * (b - a), 0);
+        let ioerr = |e: std::io::Error| CalibError::Io {
+            path: what.to_string(),
+            source: e,
+        };
+        self.file
+            .seek(std::io::SeekFrom::Start(
+                self.data_start + a as u64 * self.row_bytes,
+            ))
+            .map_err(ioerr)?;
+        self.file.read_exact(&mut buf[at..]).map_err(ioerr)?;
+        Ok(qtool_data::npy::read_npy(&buf, what)?)
+    }
+}
+
 impl NpySource {
     pub fn open(path: &Path, input: &str, batch: usize) -> Result<NpySource, CalibError> {
-        let data = qtool_data::load_npy(path)?;
-        if data.rank() == 0 {
+        let data = match NpyRows::open(path)? {
+            Some(r) => NpyData::Rows(r),
+            None => NpyData::Loaded(qtool_data::load_npy(path)?),
+        };
+        let rank = match &data {
+            NpyData::Loaded(t) => t.rank(),
+            NpyData::Rows(r) => r.shape.len(),
+        };
+        if rank == 0 {
             return Err(CalibError::Source {
                 path: path.display().to_string(),
                 msg: "a scalar array has no sample axis".into(),
@@ -104,20 +222,30 @@ impl NpySource {
             origin: path.display().to_string(),
         })
     }
+
+    fn rows_total(&self) -> usize {
+        match &self.data {
+            NpyData::Loaded(t) => t.shape()[0],
+            NpyData::Rows(r) => r.shape[0],
+        }
+    }
 }
 
 impl DataSource for NpySource {
     fn len(&self) -> Option<usize> {
-        Some(self.data.shape()[0].div_ceil(self.batch))
+        Some(self.rows_total().div_ceil(self.batch))
     }
     fn get(&mut self, index: usize) -> Result<Option<Sample>, CalibError> {
-        let n = self.data.shape()[0];
+        let n = self.rows_total();
         let a = index * self.batch;
         if a >= n {
             return Ok(None);
         }
         let b = (a + self.batch).min(n);
-        let t = rows(&self.data, a, b, &self.origin)?;
+        let t = match &mut self.data {
+            NpyData::Loaded(t) => rows(t, a, b, &self.origin)?,
+            NpyData::Rows(r) => r.rows(a, b, &self.origin)?,
+        };
         Ok(Some(Sample {
             inputs: vec![(self.input.clone(), t)],
             origin: format!("{} rows {a}..{b}", self.origin),

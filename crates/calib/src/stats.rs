@@ -109,6 +109,71 @@ impl BatchAgg {
     }
 }
 
+/// Order key of an f32: compares like `f32::total_cmp` (so `-0.0 < 0.0`) as an i32. Its own inverse.
+fn order_key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ ((b >> 31) & 0x7fff_ffff)
+}
+
+fn from_key(k: i32) -> f32 {
+    f32::from_bits(order_key(f32::from_bits(k as u32)).cast_unsigned())
+}
+
+/// Min/max (total order), smallest `|x|` and number of non-finite values of a slice, in integer
+/// arithmetic the compiler vectorizes: `(min key, max key, min |x| bits, non-finite)`.
+type Reduced = (i32, i32, u32, u64);
+
+fn reduce_chunk(xs: &[f32]) -> Reduced {
+    let (mut lo, mut hi, mut amin, mut bad) = (i32::MAX, i32::MIN, u32::MAX, 0u64);
+    for &x in xs {
+        let bits = x.to_bits();
+        let k = order_key(x);
+        lo = lo.min(k);
+        hi = hi.max(k);
+        amin = amin.min(bits & 0x7fff_ffff);
+        bad += ((bits & 0x7f80_0000) == 0x7f80_0000) as u64;
+    }
+    (lo, hi, amin, bad)
+}
+
+fn combine(a: Reduced, b: Reduced) -> Reduced {
+    (a.0.min(b.0), a.1.max(b.1), a.2.min(b.2), a.3 + b.3)
+}
+
+fn reduce_f32(xs: &[f32]) -> Reduced {
+    use rayon::prelude::*;
+    if xs.len() < crate::hist::PAR_MIN {
+        return reduce_chunk(xs);
+    }
+    xs.par_chunks(crate::hist::PAR_CHUNK)
+        .map(reduce_chunk)
+        .reduce(|| (i32::MAX, i32::MIN, u32::MAX, 0), combine)
+}
+
+/// The batch aggregate of an all-finite f32 slice, or `None` when it holds NaN or Inf (then the
+/// element-wise path counts them).
+fn finite_agg_f32(xs: &[f32]) -> Option<BatchAgg> {
+    if xs.is_empty() {
+        return Some(BatchAgg::default());
+    }
+    let (lo, hi, amin, bad) = reduce_f32(xs);
+    (bad == 0).then(|| BatchAgg {
+        count: xs.len() as u64,
+        min: Some(F64(from_key(lo) as f64)),
+        max: Some(F64(from_key(hi) as f64)),
+        min_abs: Some(F64(f32::from_bits(amin) as f64)),
+    })
+}
+
+impl BatchAgg {
+    fn merge(&mut self, o: &BatchAgg) {
+        self.count += o.count;
+        self.min = tmin(self.min, o.min);
+        self.max = tmax(self.max, o.max);
+        self.min_abs = tmin(self.min_abs, o.min_abs);
+    }
+}
+
 impl Summary {
     fn absorb(&mut self, b: &BatchAgg) {
         if b.count == 0 {
@@ -305,6 +370,63 @@ impl TensorStats {
             ),
             None => (1, 1),
         };
+
+        // Fast path: a contiguous all-finite f32 tensor (reductions in integer arithmetic, in
+        // parallel for big tensors; histograms counted in parallel chunks).
+        if let Tensor::F32(a) = t
+            && let Some(xs) = a.as_slice()
+            && let Some(agg) = finite_agg_f32(xs)
+        {
+            let outer = if chan.is_some() {
+                xs.len() / (nch * inner).max(1)
+            } else {
+                0
+            };
+            let block = |o: usize, c: usize| &xs[(o * nch + c) * inner..(o * nch + c + 1) * inner];
+            let mut cagg = vec![BatchAgg::default(); if chan.is_some() { nch } else { 0 }];
+            for (c, b) in cagg.iter_mut().enumerate() {
+                for o in 0..outer {
+                    b.merge(&finite_agg_f32(block(o, c)).expect("all finite"));
+                }
+            }
+            self.all.absorb(&agg);
+            if let Some(a) = chan {
+                let pc = self.per_channel.get_or_insert_with(|| ChannelStats {
+                    axis: a,
+                    channels: vec![Summary::default(); nch],
+                });
+                for (s, b) in pc.channels.iter_mut().zip(&cagg) {
+                    s.absorb(b);
+                }
+            }
+            if cfg.histogram && agg.count > 0 {
+                let (lo, hi) = self.all.range().expect("finite values seen");
+                self.all
+                    .hist
+                    .get_or_insert_with(Histogram::default)
+                    .add_f32(xs, lo, hi, cfg.bins);
+                if let Some(pc) = &mut self.per_channel {
+                    for (c, s) in pc.channels.iter_mut().enumerate() {
+                        if let Some((lo, hi)) = s.range()
+                            && outer * inner > 0
+                        {
+                            let h = s.hist.get_or_insert_with(Histogram::default);
+                            if outer == 1 {
+                                h.add_f32(block(0, c), lo, hi, cfg.channel_bins);
+                            } else {
+                                h.add(
+                                    (0..outer).flat_map(|o| block(o, c).iter().map(|&v| v as f64)),
+                                    lo,
+                                    hi,
+                                    cfg.channel_bins,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
 
         // Pass 1: counts and ranges.
         let mut agg = BatchAgg::default();
