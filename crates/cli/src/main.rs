@@ -152,6 +152,20 @@ enum Cmd {
     Convert(convert::ConvertArgs),
     /// Run a quantization pipeline from a YAML file: one calibration, several output formats, each
     /// evaluated against FP32, with an HTML/JSON report and a manifest (see docs/pipeline.md).
+    ///
+    /// Loads the FP32 model, runs the preprocessing passes, calibrates ONCE on the calibration data
+    /// (or reuses a statistics file), writes every requested output (qdq, qlinear, integer,
+    /// dynamic) from the same ranges, evaluates each against FP32 (SQNR per output, top-1/top-5
+    /// agreement, accuracy with labels, per-layer SQNR), prints a summary table, and writes the
+    /// report and a manifest (sha256 of the model, data, config and outputs; every parameter with
+    /// its default filled in).
+    ///
+    /// Relative input paths resolve against the YAML file's directory, output paths against
+    /// `output_dir` (or --output-dir). Outputs are written atomically and never over an input. The
+    /// same file run twice gives byte-identical models, report and manifest (apart from the
+    /// manifest's `timing` section). Errors in the file name the line, column and key, e.g.
+    /// `pipeline.yaml:14:17: quantization.per_channel: invalid type: string "yes", expected a
+    /// boolean`.
     Run(run::RunArgs),
     /// Operations on calibration statistics files.
     Stats {

@@ -8,18 +8,6 @@ use std::path::PathBuf;
 
 /// Arguments of `qtool run`.
 #[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Run a quantization pipeline described by a YAML file (docs/pipeline.md): load the FP32 \
-model, run the preprocessing passes, calibrate ONCE on the calibration data (or reuse a statistics file), \
-write every requested output (qdq, qlinear, integer, dynamic) from the same ranges, evaluate each against \
-FP32 (SQNR per output, top-1 agreement, accuracy with labels, per-layer SQNR), and write the HTML/JSON \
-report and a manifest (sha256 of the model, data, config and outputs; every parameter with its default).\n\n\
-Relative input paths resolve against the YAML file's directory, output paths against `output_dir`. \
-Outputs are written atomically and never over an input. The same file run twice gives byte-identical \
-models, report and manifest (apart from the manifest's `timing` section).\n\n\
-Errors in the file name the line, column and key, e.g.\n  \
-pipeline.yaml:14:17: quantization.per_channel: invalid type: string \"yes\", expected a boolean"
-)]
 pub struct RunArgs {
     /// The pipeline file (YAML; see docs/pipeline.md for every key).
     pub pipeline: PathBuf,
