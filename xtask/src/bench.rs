@@ -195,6 +195,9 @@ pub fn bench_task(filter: Option<&str>, repeat: usize) -> Result<()> {
     }
     let python = crate::py::ensure_venv()?;
     let models_dir = crate::models::ensure_models()?;
+    if crate::bench_calib::bench_calib(&python, filter)? {
+        return Ok(());
+    }
     let dir = tempfile::tempdir()?;
     let mut rng = qtool_testkit::Rng::new(7);
     let mut cases = Vec::new();

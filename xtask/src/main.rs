@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's developer tasks, in Rust so that they run wherever cargo runs.
 
 mod bench;
+mod bench_calib;
 mod codegen;
 mod interop;
 mod interop_passes;
