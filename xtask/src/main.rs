@@ -3,6 +3,7 @@
 mod bench;
 mod bench_calib;
 mod codegen;
+mod e2e;
 mod interop;
 mod interop_passes;
 mod models;
@@ -54,6 +55,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// End-to-end regressions: `qtool run` every testdata/e2e/<case>/pipeline.yaml, compare graph
+    /// dumps, quantization parameters and metrics with the snapshots, check that ONNX Runtime and
+    /// OpenVINO run each output and agree with qtool, render the report in headless chromium, and
+    /// print a table per case (docs/e2e.md).
+    E2e {
+        /// Only cases whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
 }
 
 /// The workspace root (the parent of this crate's manifest directory).
@@ -74,5 +84,6 @@ fn main() -> Result<()> {
         Cmd::Bench { filter, repeat } => bench::bench_task(filter.as_deref(), repeat),
         Cmd::Interop => interop::interop_task(),
         Cmd::Test { args } => test::test_task(&args),
+        Cmd::E2e { filter } => e2e::e2e_task(filter.as_deref()),
     }
 }
