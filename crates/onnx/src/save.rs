@@ -226,6 +226,7 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
             .unwrap_or_else(|| dir.clone());
         fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         let mut tmp = tempfile::NamedTempFile::new_in(&parent).map_err(io_err(&parent))?;
+        give_final_mode(tmp.as_file(), &target).map_err(io_err(&target))?;
         {
             let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
             for c in chunks {
@@ -238,6 +239,7 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
     }
     let bytes = proto.encode_to_vec();
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
+    give_final_mode(tmp.as_file(), dest).map_err(io_err(dest))?;
     tmp.write_all(&bytes).map_err(io_err(dest))?;
     tmp.as_file().sync_all().map_err(io_err(dest))?;
     for (tmp, target) in pending {
@@ -251,6 +253,22 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
         source: e.error,
     })?;
     sync_dir(&dir);
+    Ok(())
+}
+
+/// Temporary files are created private (0600); before the rename, give the file the mode a plain
+/// `File::create` would: the replaced file's mode when there is one, else 0644.
+fn give_final_mode(file: &fs::File, dest: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dest)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, dest);
     Ok(())
 }
 
@@ -392,6 +410,25 @@ mod tests {
             ..Default::default()
         };
         crate::decode(&p.encode_to_vec(), None).unwrap()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn saved_files_are_readable_like_plain_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.onnx");
+        let m = model_with(Vec::new());
+        save(&m, &path, &SaveOptions::default()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&path),
+            0o644,
+            "a new model is 0644, not the temp file's 0600"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        save(&m, &path, &SaveOptions::default()).unwrap();
+        assert_eq!(mode(&path), 0o640, "a replaced model keeps its mode");
     }
 
     #[test]
