@@ -445,10 +445,10 @@ fn run_case(
     let agreements = judge_interop(&result, &mut problems);
 
     // 4. The report in a real browser.
-    if let Some(html) = &pipe.report_html {
-        if let Err(e) = check_report_in_browser(chromium, html, pipe.report_json.as_deref(), work) {
-            problems.push(format!("report {}: {e:#}", html.display()));
-        }
+    if let Some(html) = &pipe.report_html
+        && let Err(e) = check_report_in_browser(chromium, html, pipe.report_json.as_deref(), work)
+    {
+        problems.push(format!("report {}: {e:#}", html.display()));
     }
 
     // 5. The table.
