@@ -160,6 +160,86 @@ impl QdqToInteger {
         Ok("became MatMulInteger + Cast + Mul".into())
     }
 
+    /// `DQ(a) + DQ(B) [+ C] → Gemm` (transA = 0) into `MatMulInteger(a_q, B_q as [K, N]) → Cast →
+    /// Mul(alpha * a_scale * b_scale[n]) [→ Add(beta * C)]`; B is stored transposed when transB = 1.
+    fn gemm(&self, g: &mut Graph, n: NodeId, gm: ops::Gemm) -> Result<String, String> {
+        if gm.trans_a.unwrap_or(0) != 0 {
+            return Err("transA = 1 is not supported".into());
+        }
+        let node = g.node(n);
+        let a = dq_of(g, node.input(0)).ok_or("input A is not dequantized")?;
+        let b = dq_of(g, node.input(1)).ok_or("input B is not dequantized")?;
+        let (xs, ws) = scales(g, &a, &b)?;
+        let bt = g.initializer(b.q).expect("checked").clone();
+        if bt.dims.len() != 2 {
+            return Err("B is not 2-D".into());
+        }
+        let trans_b = gm.trans_b.unwrap_or(0) != 0;
+        let (k, ncols) = if trans_b {
+            (bt.dims[1] as usize, bt.dims[0] as usize)
+        } else {
+            (bt.dims[0] as usize, bt.dims[1] as usize)
+        };
+        if ws.len() > 1 {
+            let axis = b.axis.map(|x| if x < 0 { x + 2 } else { x }).unwrap_or(1);
+            if ws.len() != ncols || axis != if trans_b { 0 } else { 1 } {
+                return Err("B is not per tensor nor per output column".into());
+            }
+        }
+        let (alpha, beta) = (gm.alpha.unwrap_or(1.0), gm.beta.unwrap_or(1.0));
+        let bias = match node.input(2) {
+            None => None,
+            Some(c) => {
+                let shape = match g.constant(c) {
+                    Some(t) => crate::util::udims(t),
+                    None => {
+                        let d = dq_of(g, Some(c)).ok_or("C is neither constant nor dequantized")?;
+                        crate::util::udims(g.initializer(d.q).ok_or("quantized C is not constant")?)
+                    }
+                };
+                let v: Vec<f32> = float_bias(g, c)?.iter().map(|x| x * beta).collect();
+                Some((v, shape))
+            }
+        };
+        let bq = if trans_b {
+            let q = crate::util::i64s(&bt).ok_or("B cannot be read")?;
+            let mut t = vec![0i64; q.len()];
+            for r in 0..ncols {
+                for c in 0..k {
+                    t[c * ncols + r] = q[r * k + c];
+                }
+            }
+            let data = match bt.dtype {
+                DType::I8 => tensor(&[k, ncols], t.iter().map(|&x| x as i8).collect::<Vec<_>>()),
+                DType::U8 => tensor(&[k, ncols], t.iter().map(|&x| x as u8).collect::<Vec<_>>()),
+                _ => return Err("B is not 8-bit".into()),
+            };
+            add_init(g, &format!("{}_transposed", g.value_name(b.q)), data)
+        } else {
+            b.q
+        };
+        let mult: Vec<f32> = ws.iter().map(|&s| alpha * xs * s).collect();
+        let mshape = if ws.len() == 1 {
+            vec![]
+        } else {
+            vec![ws.len()]
+        };
+        let ins = [Some(a.q), Some(bq), a.zp, b.zp];
+        self.chain(
+            g,
+            n,
+            Node::new(
+                ops::MatMulInteger {},
+                format!("{}_MatMulInteger", nname(g, n)),
+            ),
+            &ins,
+            mult,
+            &mshape,
+            bias,
+        );
+        Ok("became MatMulInteger + Cast + Mul (+ Add)".into())
+    }
+
     /// Replaces node `n` by `int_node → Cast → Mul(mult) [→ Add(bias)]`, writing `n`'s output.
     fn chain(
         &self,
@@ -252,6 +332,10 @@ impl Pass for QdqToInteger {
             let r = match g.node(n).op() {
                 Op::Conv(_) => self.conv(g, n),
                 Op::MatMul(_) if self.opts.matmul => self.matmul(g, n),
+                Op::Gemm(gm) if self.opts.matmul => {
+                    let gm = gm.clone();
+                    self.gemm(g, n, gm)
+                }
                 _ => continue,
             };
             match r {
@@ -311,5 +395,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mult, vec![xs * ws[0], xs * ws[1]]);
+    }
+}
+
+#[cfg(test)]
+mod gemm_tests {
+    use super::*;
+    use crate::testing::*;
+    use crate::{InsertQdq, PassCx, Ranges};
+
+    #[test]
+    fn gemm_with_trans_b_becomes_matmul_integer_with_b_transposed() {
+        let mut b = Builder::new();
+        let x = b.input("x", &[2, 3]);
+        let w = b.init_f32(
+            "w",
+            &[4, 3],
+            (0..12).map(|i| i as f32 / 6.0 - 1.0).collect(),
+        );
+        let c = b.init_f32("c", &[4], vec![0.1, 0.2, -0.3, 0.4]);
+        let gm = ops::Gemm {
+            trans_b: Some(1),
+            ..Default::default()
+        };
+        let y = b.node(gm, "fc", &[x, w, c], "y");
+        b.output(y);
+        let mut m = b.model(13);
+        let ranges: Ranges = [("x", (-1.0, 1.0)), ("y", (-3.0, 3.0))]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        run_cx(
+            &InsertQdq::new(Default::default()).unwrap(),
+            &mut m,
+            &PassCx {
+                ranges: Some(&ranges),
+            },
+        );
+        let wq = crate::util::i64s(
+            m.graph
+                .initializer(m.graph.find_value("w_quantized").unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let rep = run(&QdqToInteger::new(Default::default()).unwrap(), &mut m);
+        assert_eq!(rep.rewritten.len(), 1, "{rep}");
+        let g = &m.graph;
+        let t = g
+            .initializer(g.find_value("w_quantized_transposed").unwrap())
+            .unwrap();
+        assert_eq!(t.dims, vec![3, 4]);
+        let tq = crate::util::i64s(t).unwrap();
+        // Element (k, n) of the stored [K, N] matrix is element (n, k) of the original [N, K].
+        for n in 0..4 {
+            for k in 0..3 {
+                assert_eq!(tq[k * 4 + n], wq[n * 3 + k]);
+            }
+        }
+        let ops: Vec<&str> = g.nodes().map(|(_, n)| n.op().op_type()).collect();
+        assert!(
+            ops.contains(&"MatMulInteger") && ops.contains(&"Add"),
+            "{ops:?}"
+        );
     }
 }
