@@ -59,6 +59,11 @@ fn default_preprocess() -> Vec<PassSpec> {
             name: "remove_identity".into(),
             options: serde_json::Value::Null,
         },
+        // Paddle exports keep their weights in Constant nodes: as initializers they can be quantized.
+        PassSpec {
+            name: "fold_constants".into(),
+            options: serde_json::Value::Null,
+        },
         PassSpec {
             name: "fold_batchnorm".into(),
             options: serde_json::Value::Null,

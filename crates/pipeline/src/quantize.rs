@@ -164,6 +164,7 @@ pub fn quantize(
     });
     let mut names: Vec<(&str, serde_json::Value)> = vec![
         ("remove_identity", serde_json::Value::Null),
+        ("fold_constants", serde_json::Value::Null),
         ("fold_batchnorm", serde_json::Value::Null),
         ("insert_qdq", insert),
     ];

@@ -56,7 +56,7 @@ fn minimal_file_gets_every_default() {
     assert!(s.quantization.per_channel && !s.quantization.reduce_range);
     assert!(s.evaluation.enabled && s.evaluation.per_layer);
     let pre: Vec<&str> = s.preprocess.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(pre, ["remove_identity", "fold_batchnorm"]);
+    assert_eq!(pre, ["remove_identity", "fold_constants", "fold_batchnorm"]);
     assert_eq!(s.output_dir.as_deref(), Some("."));
     // The filled-in configuration is what the manifest records.
     let v = serde_json::to_value(s).unwrap();
