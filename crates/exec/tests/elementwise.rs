@@ -480,6 +480,55 @@ fn softmax_opsets() {
     close(&f(&run(ops::Softmax::default(), 13, &[&big])), &[0.5, 0.5]);
 }
 
+/// A peaked softmax over a long axis (PP-OCRv4's 6625-class head): thousands of exponentials near
+/// 1e-9 must not be rounded away one by one against a sum near 1. Every output is compared, relative
+/// to itself, with a float64 softmax of the same f32 logits (ORT is within 6e-6 here; an f32 running
+/// sum was off by ~1e-4).
+#[test]
+fn softmax_long_peaked_axis_matches_f64() {
+    let n = 6625;
+    let logits: Vec<f32> = (0..n)
+        .map(|k| {
+            if k == 17 {
+                12.0
+            } else {
+                -8.0 * ((k as f64 * 0.618_033_988_75).fract() as f32)
+            }
+        })
+        .collect();
+    let x = t(
+        &[1, 2, n],
+        [logits.clone(), logits.iter().map(|v| -v).collect()].concat(),
+    );
+    for (log, got) in [
+        (false, f(&run(ops::Softmax::default(), 13, &[&x]))),
+        (true, f(&run(ops::LogSoftmax::default(), 13, &[&x]))),
+    ] {
+        for (row, got) in got.chunks(n).enumerate() {
+            let xs: Vec<f64> = x.to_vec::<f32>().unwrap()[row * n..(row + 1) * n]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let m = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = xs.iter().map(|v| (v - m).exp()).sum();
+            for (k, (&g, &xv)) in got.iter().zip(&xs).enumerate() {
+                let want = if log {
+                    xv - m - s.ln()
+                } else {
+                    (xv - m).exp() / s
+                };
+                let rel = (g as f64 - want).abs() / want.abs().max(1e-30);
+                assert!(
+                    // f32 rounding of `x - max` (below 32 here, so within 9.5e-7) and of exp bound
+                    // what any f32 softmax can reach; the f32 running sum was off by ~1e-4.
+                    rel < 3e-6,
+                    "log={log} row {row} elem {k}: got {g}, want {want} (rel {rel:.2e})"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn casts() {
     let x = v(vec![1.9f32, -1.9, 3e10, f32::NAN]);
