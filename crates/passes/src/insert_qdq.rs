@@ -14,7 +14,9 @@
 //! All numbers come from `qtool_tensor::quant`.
 
 use crate::upgrade_opset::{TARGET_OPSET, UpgradeOpset};
-use crate::util::{add_init, drop_init_if_unused, f32s, finish, nname, tensor, udims};
+use crate::util::{
+    add_init, drop_init_if_unused, exclude_regexes, excluded_by, f32s, finish, nname, tensor, udims,
+};
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Fact, Graph, Model, Node, NodeId, Op, TensorData, ValueId, ops};
 use qtool_tensor::DType;
@@ -148,11 +150,7 @@ impl InsertQdq {
             pass: "insert_qdq",
             message,
         };
-        let regex = opts
-            .exclude_regex
-            .iter()
-            .map(|r| Regex::new(r).map_err(|e| bad(format!("exclude_regex '{r}': {e}"))))
-            .collect::<Result<_, _>>()?;
+        let regex = exclude_regexes("insert_qdq", &opts.exclude_regex)?;
         for t in opts.op_types.iter().flatten().chain(&opts.exclude_op_types) {
             if !COMPUTE_OPS.contains(&t.as_str())
                 && !MOVEMENT_OPS.contains(&t.as_str())
@@ -205,18 +203,13 @@ impl InsertQdq {
     }
 
     fn excluded(&self, node: &Node, id: NodeId) -> Option<String> {
-        let name = node.display_name(id);
-        let t = node.op().op_type();
-        if self.opts.exclude_nodes.contains(&name) {
-            return Some("excluded by name".into());
-        }
-        if let Some(r) = self.regex.iter().find(|r| r.is_match(&name)) {
-            return Some(format!("excluded by regex '{}'", r.as_str()));
-        }
-        if self.opts.exclude_op_types.iter().any(|x| x == t) {
-            return Some("excluded by op type".into());
-        }
-        None
+        excluded_by(
+            node,
+            id,
+            &self.opts.exclude_nodes,
+            &self.regex,
+            &self.opts.exclude_op_types,
+        )
     }
 
     fn selected(&self, op_type: &str) -> bool {

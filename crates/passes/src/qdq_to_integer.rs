@@ -5,7 +5,7 @@
 //! quantized, so the result equals what the DequantizeLinear gave.
 
 use crate::qdq_to_qlinear::{Dq, consts, dq_of};
-use crate::util::{add_init, finish, nname, prune_from, tensor};
+use crate::util::{add_init, conv_integer, nname, prune_from, rescale_tail, rewrite_nodes, tensor};
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Graph, Model, Node, NodeId, Op, ValueId, ops};
 use qtool_tensor::DType;
@@ -105,14 +105,7 @@ impl QdqToInteger {
         } else {
             (mult, bshape.clone())
         };
-        let ci = ops::ConvInteger {
-            auto_pad: c.auto_pad,
-            dilations: c.dilations,
-            group: c.group,
-            kernel_shape: c.kernel_shape,
-            pads: c.pads,
-            strides: c.strides,
-        };
+        let ci = conv_integer(c);
         // ONNX Runtime's ConvInteger only takes a per-tensor weight zero-point; symmetric weights
         // have all-equal (zero) per-channel zero-points, which one scalar says exactly.
         let w_zp = w.zp.map(|z| scalar_if_uniform(g, z));
@@ -280,35 +273,7 @@ impl QdqToInteger {
         let bias_init =
             bias.map(|(b, s)| add_init(g, &format!("{base}_bias_float"), tensor(&s, b)));
         g.remove_node(n);
-        match bias_init {
-            Some(bv) => {
-                let scaled = g.add_fresh_value(&format!("{base}_scaled"));
-                let mn = g
-                    .insert_node_after(
-                        cn,
-                        Node::new(ops::Mul {}, format!("{base}_Mul")),
-                        &[Some(accf), Some(mv)],
-                        &[Some(scaled)],
-                    )
-                    .expect("fresh");
-                g.insert_node_after(
-                    mn,
-                    Node::new(ops::Add {}, format!("{base}_Add")),
-                    &[Some(scaled), Some(bv)],
-                    &[Some(y)],
-                )
-                .expect("freed");
-            }
-            None => {
-                g.insert_node_after(
-                    cn,
-                    Node::new(ops::Mul {}, format!("{base}_Mul")),
-                    &[Some(accf), Some(mv)],
-                    &[Some(y)],
-                )
-                .expect("freed");
-            }
-        }
+        rescale_tail(g, cn, &base, accf, mv, bias_init, y);
         for f in feeders {
             prune_from(g, f);
         }
@@ -321,30 +286,17 @@ impl Pass for QdqToInteger {
     }
 
     fn run(&self, model: &mut Model, _cx: &PassCx) -> Result<PassReport, PassError> {
-        let g = &mut model.graph;
-        let mut report = PassReport::default();
-        for n in g.node_ids().to_vec() {
-            if !g.contains_node(n) {
-                continue;
-            }
-            let name = nname(g, n);
-            let op_type = g.node(n).op().op_type().to_string();
-            let r = match g.node(n).op() {
+        rewrite_nodes(self.name(), &mut model.graph, |g, n| {
+            Some(match g.node(n).op() {
                 Op::Conv(_) => self.conv(g, n),
                 Op::MatMul(_) if self.opts.matmul => self.matmul(g, n),
                 Op::Gemm(gm) if self.opts.matmul => {
                     let gm = gm.clone();
                     self.gemm(g, n, gm)
                 }
-                _ => continue,
-            };
-            match r {
-                Ok(what) => report.rewrite(name, what),
-                Err(why) => report.skip(name, op_type, why),
-            }
-        }
-        finish(self.name(), g)?;
-        Ok(report)
+                _ => return None,
+            })
+        })
     }
 }
 

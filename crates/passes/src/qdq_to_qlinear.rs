@@ -4,7 +4,7 @@
 //! between DequantizeLinear and QuantizeLinear (no com.microsoft ops are written). Patterns that do
 //! not match exactly (e.g. a bias scale that is not `x_scale * w_scale`) are reported as skips.
 
-use crate::util::{f32s, finish, nname, prune_from};
+use crate::util::{f32s, nname, prune_from, rewrite_nodes};
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Graph, Model, Node, NodeId, Op, ValueId, ops};
 use serde::Deserialize;
@@ -268,28 +268,15 @@ impl Pass for QdqToQLinear {
     }
 
     fn run(&self, model: &mut Model, _cx: &PassCx) -> Result<PassReport, PassError> {
-        let g = &mut model.graph;
-        let mut report = PassReport::default();
-        for n in g.node_ids().to_vec() {
-            if !g.contains_node(n) {
-                continue;
-            }
-            let name = nname(g, n);
-            let op_type = g.node(n).op().op_type().to_string();
+        rewrite_nodes(self.name(), &mut model.graph, |g, n| {
             let quantized_island = g.node(n).inputs().iter().any(|v| dq_of(g, *v).is_some());
-            let r = match g.node(n).op() {
+            Some(match g.node(n).op() {
                 Op::Conv(_) => self.conv(g, n),
                 Op::MatMul(_) if self.opts.matmul => self.matmul(g, n),
                 Op::Gemm(_) if quantized_island => Err("no standard-ONNX QLinear op for Gemm (QGemm is com.microsoft); kept in QDQ form".into()),
-                _ => continue,
-            };
-            match r {
-                Ok(what) => report.rewrite(name, what),
-                Err(why) => report.skip(name, op_type, why),
-            }
-        }
-        finish(self.name(), g)?;
-        Ok(report)
+                _ => return None,
+            })
+        })
     }
 }
 

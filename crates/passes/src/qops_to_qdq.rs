@@ -19,7 +19,7 @@
 //! parameters (an existing one is reused).
 
 use crate::qdq_to_qlinear::consts;
-use crate::util::{add_init, drop_init_if_unused, finish, nname, prune_from, tensor};
+use crate::util::{add_init, drop_init_if_unused, nname, prune_from, rewrite_nodes, tensor};
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Graph, Model, Node, NodeId, Op, TensorData, ValueId, ops};
 use qtool_tensor::DType;
@@ -602,15 +602,8 @@ impl Pass for QopsToQdq {
     }
 
     fn run(&self, model: &mut Model, _cx: &PassCx) -> Result<PassReport, PassError> {
-        let g = &mut model.graph;
-        let mut report = PassReport::default();
-        for n in g.node_ids().to_vec() {
-            if !g.contains_node(n) {
-                continue;
-            }
-            let name = nname(g, n);
-            let op_type = g.node(n).op().op_type().to_string();
-            let r = match g.node(n).op() {
+        rewrite_nodes(self.name(), &mut model.graph, |g, n| {
+            Some(match g.node(n).op() {
                 Op::QLinearConv(_) => self.qlinear_conv(g, n),
                 Op::QLinearMatMul(_) => self.qlinear_matmul(g, n),
                 Op::ConvInteger(_) | Op::MatMulInteger(_) => self.integer(g, n),
@@ -629,15 +622,9 @@ impl Pass for QopsToQdq {
                     "activation is quantized at run time (dynamic); QDQ has no form for it".into(),
                 ),
                 Op::QGemm(_) | Op::QLinearSoftmax(_) => Err("no conversion to QDQ yet".into()),
-                _ => continue,
-            };
-            match r {
-                Ok(what) => report.rewrite(name, what),
-                Err(why) => report.skip(name, op_type, why),
-            }
-        }
-        finish(self.name(), g)?;
-        Ok(report)
+                _ => return None,
+            })
+        })
     }
 }
 

@@ -22,7 +22,10 @@
 
 use crate::insert_qdq::{quantize_weight, weight_params};
 use crate::upgrade_opset::UpgradeOpset;
-use crate::util::{add_init, drop_init_if_unused, dtype_of, f32s, finish, nname, tensor, udims};
+use crate::util::{
+    add_init, conv_integer, drop_init_if_unused, dtype_of, exclude_regexes, excluded_by, f32s,
+    finish, nname, rescale_tail, tensor, udims,
+};
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Graph, Model, Node, NodeId, Op, ValueId, ops};
 use qtool_tensor::DType;
@@ -81,11 +84,7 @@ impl QuantizeDynamic {
             pass: "quantize_dynamic",
             message,
         };
-        let regex = opts
-            .exclude_regex
-            .iter()
-            .map(|r| Regex::new(r).map_err(|e| bad(format!("exclude_regex '{r}': {e}"))))
-            .collect::<Result<_, _>>()?;
+        let regex = exclude_regexes("quantize_dynamic", &opts.exclude_regex)?;
         for t in opts.op_types.iter().flatten().chain(&opts.exclude_op_types) {
             if !DYNAMIC_OPS.contains(&t.as_str()) {
                 return Err(bad(format!(
@@ -97,7 +96,6 @@ impl QuantizeDynamic {
     }
 
     fn excluded(&self, node: &Node, id: NodeId) -> Option<String> {
-        let name = node.display_name(id);
         let t = node.op().op_type();
         if self
             .opts
@@ -107,16 +105,13 @@ impl QuantizeDynamic {
         {
             return Some("op type not selected".into());
         }
-        if self.opts.exclude_nodes.contains(&name) {
-            return Some("excluded by name".into());
-        }
-        if let Some(r) = self.regex.iter().find(|r| r.is_match(&name)) {
-            return Some(format!("excluded by regex '{}'", r.as_str()));
-        }
-        if self.opts.exclude_op_types.iter().any(|x| x == t) {
-            return Some("excluded by op type".into());
-        }
-        None
+        excluded_by(
+            node,
+            id,
+            &self.opts.exclude_nodes,
+            &self.regex,
+            &self.opts.exclude_op_types,
+        )
     }
 
     fn scheme(&self) -> QScheme {
@@ -287,14 +282,7 @@ impl QuantizeDynamic {
             &format!("{base}_weight_scale"),
             tensor(&scale_shape, scales),
         );
-        let ci = ops::ConvInteger {
-            auto_pad: c.auto_pad,
-            dilations: c.dilations,
-            group: c.group,
-            kernel_shape: c.kernel_shape,
-            pads: c.pads,
-            strides: c.strides,
-        };
+        let ci = conv_integer(c);
         let bias =
             bias.map(|(_, bd)| add_init(g, &format!("{base}_bias_reshaped"), tensor(&cshape, bd)));
         self.integer_chain(
@@ -455,35 +443,7 @@ impl QuantizeDynamic {
             )
             .expect("fresh");
         remove_node(g, n);
-        match bias {
-            None => {
-                g.insert_node_after(
-                    mn,
-                    Node::new(ops::Mul {}, format!("{base}_Mul")),
-                    &[Some(accf), Some(mult)],
-                    &[Some(y)],
-                )
-                .expect("freed");
-            }
-            Some(b) => {
-                let scaled = g.add_fresh_value(&format!("{base}_scaled"));
-                let m2 = g
-                    .insert_node_after(
-                        mn,
-                        Node::new(ops::Mul {}, format!("{base}_Mul")),
-                        &[Some(accf), Some(mult)],
-                        &[Some(scaled)],
-                    )
-                    .expect("fresh");
-                g.insert_node_after(
-                    m2,
-                    Node::new(ops::Add {}, format!("{base}_Add")),
-                    &[Some(scaled), Some(b)],
-                    &[Some(y)],
-                )
-                .expect("freed");
-            }
-        }
+        rescale_tail(g, mn, &base, accf, mult, bias, y);
     }
 }
 

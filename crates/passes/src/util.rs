@@ -1,5 +1,6 @@
 //! Small helpers shared by the passes: reading constant data, making initializers and nodes with
-//! fresh names, and the finishing step every pass ends with (order and validate).
+//! fresh names, the float rescale tail of integer ops, the per-node rewrite loop, the exclusion
+//! options, and the finishing step every pass ends with (order and validate).
 
 use crate::PassError;
 use qtool_ir::{Graph, Node, NodeId, Op, TensorData, ValueId};
@@ -113,4 +114,120 @@ pub(crate) fn finish(pass: &'static str, g: &mut Graph) -> Result<(), PassError>
 /// The product of the dims.
 pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// Ends an integer op's float tail after node `after`: `y = acc_f * mult`, then `+ bias` when
+/// there is one (Mul `{base}_Mul`, Add `{base}_Add`, the product in `{base}_scaled`).
+pub(crate) fn rescale_tail(
+    g: &mut Graph,
+    after: NodeId,
+    base: &str,
+    acc_f: ValueId,
+    mult: ValueId,
+    bias: Option<ValueId>,
+    y: ValueId,
+) {
+    match bias {
+        None => {
+            g.insert_node_after(
+                after,
+                Node::new(qtool_ir::ops::Mul {}, format!("{base}_Mul")),
+                &[Some(acc_f), Some(mult)],
+                &[Some(y)],
+            )
+            .expect("freed");
+        }
+        Some(b) => {
+            let scaled = g.add_fresh_value(&format!("{base}_scaled"));
+            let m = g
+                .insert_node_after(
+                    after,
+                    Node::new(qtool_ir::ops::Mul {}, format!("{base}_Mul")),
+                    &[Some(acc_f), Some(mult)],
+                    &[Some(scaled)],
+                )
+                .expect("fresh");
+            g.insert_node_after(
+                m,
+                Node::new(qtool_ir::ops::Add {}, format!("{base}_Add")),
+                &[Some(scaled), Some(b)],
+                &[Some(y)],
+            )
+            .expect("freed");
+        }
+    }
+}
+
+/// Offers every node still in the graph to `rewrite` (`None`: not a node it handles), records what
+/// it rewrote or why it skipped each node, then finishes the graph as pass `pass`.
+pub(crate) fn rewrite_nodes(
+    pass: &'static str,
+    g: &mut Graph,
+    mut rewrite: impl FnMut(&mut Graph, NodeId) -> Option<Result<String, String>>,
+) -> Result<crate::PassReport, PassError> {
+    let mut report = crate::PassReport::default();
+    for n in g.node_ids().to_vec() {
+        if !g.contains_node(n) {
+            continue;
+        }
+        let name = nname(g, n);
+        let op_type = g.node(n).op().op_type().to_string();
+        match rewrite(g, n) {
+            None => {}
+            Some(Ok(what)) => report.rewrite(name, what),
+            Some(Err(why)) => report.skip(name, op_type, why),
+        }
+    }
+    finish(pass, g)?;
+    Ok(report)
+}
+
+/// Compiles the `exclude_regex` option of pass `pass`; a bad expression is an invalid option.
+pub(crate) fn exclude_regexes(
+    pass: &'static str,
+    exprs: &[String],
+) -> Result<Vec<regex::Regex>, PassError> {
+    exprs
+        .iter()
+        .map(|r| {
+            regex::Regex::new(r).map_err(|e| PassError::InvalidOptions {
+                pass,
+                message: format!("exclude_regex '{r}': {e}"),
+            })
+        })
+        .collect()
+}
+
+/// Why node `id` is left in float by the `exclude_nodes`, `exclude_regex` (compiled) and
+/// `exclude_op_types` options, if it is (checked in that order).
+pub(crate) fn excluded_by(
+    node: &Node,
+    id: NodeId,
+    nodes: &[String],
+    regex: &[regex::Regex],
+    op_types: &[String],
+) -> Option<String> {
+    let name = node.display_name(id);
+    if nodes.contains(&name) {
+        return Some("excluded by name".into());
+    }
+    if let Some(r) = regex.iter().find(|r| r.is_match(&name)) {
+        return Some(format!("excluded by regex '{}'", r.as_str()));
+    }
+    if op_types.iter().any(|x| x == node.op().op_type()) {
+        return Some("excluded by op type".into());
+    }
+    None
+}
+
+/// ConvInteger with the attributes of Conv `c`.
+pub(crate) fn conv_integer(c: qtool_ir::ops::Conv) -> qtool_ir::ops::ConvInteger {
+    qtool_ir::ops::ConvInteger {
+        auto_pad: c.auto_pad,
+        dilations: c.dilations,
+        group: c.group,
+        kernel_shape: c.kernel_shape,
+        pads: c.pads,
+        strides: c.strides,
+    }
 }
