@@ -5,6 +5,7 @@
 //! Saves atomically and never over the input.
 
 use crate::inspect::{QuantFormat, inspect};
+use crate::quantize::Format;
 use anyhow::{Context, Result, bail};
 use qtool_ir::Model;
 use qtool_passes::PassReport;
@@ -23,31 +24,43 @@ pub enum Target {
     Dynamic,
 }
 
+impl Target {
+    /// The static format it names (`None` for dynamic quantization).
+    fn format(self) -> Option<Format> {
+        match self {
+            Target::Qdq => Some(Format::Qdq),
+            Target::Qlinear => Some(Format::Qlinear),
+            Target::Integer => Some(Format::Integer),
+            Target::Dynamic => None,
+        }
+    }
+}
+
+impl From<Format> for Target {
+    fn from(f: Format) -> Target {
+        match f {
+            Format::Qdq => Target::Qdq,
+            Format::Qlinear => Target::Qlinear,
+            Format::Integer => Target::Integer,
+        }
+    }
+}
+
 impl std::str::FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "qdq" => Target::Qdq,
-            "qlinear" => Target::Qlinear,
-            "integer" => Target::Integer,
-            "dynamic" => Target::Dynamic,
-            other => {
-                return Err(format!(
-                    "unknown format '{other}' (expected qdq, qlinear, integer or dynamic)"
-                ));
-            }
+        if s == "dynamic" {
+            return Ok(Target::Dynamic);
+        }
+        s.parse::<Format>().map(Target::from).map_err(|_| {
+            format!("unknown format '{s}' (expected qdq, qlinear, integer or dynamic)")
         })
     }
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Target::Qdq => "qdq",
-            Target::Qlinear => "qlinear",
-            Target::Integer => "integer",
-            Target::Dynamic => "dynamic",
-        })
+        f.write_str(self.format().map_or("dynamic", Format::name))
     }
 }
 
@@ -149,11 +162,9 @@ pub fn convert_model(model: &mut Model, s: &ConvertSettings) -> Result<ConvertSu
 }
 
 fn push_from_qdq(names: &mut Vec<(&str, serde_json::Value)>, t: Target) {
-    match t {
-        Target::Qdq => {}
-        Target::Qlinear => names.push(("qdq_to_qlinear", serde_json::Value::Null)),
-        Target::Integer => names.push(("qdq_to_integer", serde_json::Value::Null)),
-        Target::Dynamic => unreachable!("handled by the caller"),
+    let format = t.format().expect("dynamic is handled by the caller");
+    if let Some(pass) = format.pass_from_qdq() {
+        names.push((pass, serde_json::Value::Null));
     }
 }
 

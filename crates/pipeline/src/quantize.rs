@@ -22,19 +22,36 @@ pub enum Format {
     Integer,
 }
 
+impl Format {
+    /// Every format, in the order the error messages list them.
+    const ALL: [Format; 3] = [Format::Qdq, Format::Qlinear, Format::Integer];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Qdq => "qdq",
+            Format::Qlinear => "qlinear",
+            Format::Integer => "integer",
+        }
+    }
+
+    /// The pass that turns a QDQ model into this format (none for QDQ itself).
+    pub(crate) fn pass_from_qdq(self) -> Option<&'static str> {
+        match self {
+            Format::Qdq => None,
+            Format::Qlinear => Some("qdq_to_qlinear"),
+            Format::Integer => Some("qdq_to_integer"),
+        }
+    }
+}
+
 impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "qdq" => Format::Qdq,
-            "qlinear" => Format::Qlinear,
-            "integer" => Format::Integer,
-            other => {
-                return Err(format!(
-                    "unknown format '{other}' (expected qdq, qlinear or integer)"
-                ));
-            }
-        })
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown format '{s}' (expected qdq, qlinear or integer)"))
     }
 }
 
@@ -168,10 +185,8 @@ pub fn quantize(
         ("fold_batchnorm", serde_json::Value::Null),
         ("insert_qdq", insert),
     ];
-    match s.format {
-        Format::Qdq => {}
-        Format::Qlinear => names.push(("qdq_to_qlinear", serde_json::Value::Null)),
-        Format::Integer => names.push(("qdq_to_integer", serde_json::Value::Null)),
+    if let Some(pass) = s.format.pass_from_qdq() {
+        names.push((pass, serde_json::Value::Null));
     }
     names.push(("eliminate_dead_code", serde_json::Value::Null));
     let passes = names
