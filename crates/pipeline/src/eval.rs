@@ -299,6 +299,8 @@ impl Acc {
         let cosine = match (self.sig == 0.0, self.cand == 0.0) {
             (true, true) => 1.0,
             (true, false) | (false, true) => 0.0,
+            // Identical values: exactly 1 (the quotient of the square roots may round to 1 - ulp).
+            _ if self.err == 0.0 => 1.0,
             _ => (self.dot / (self.sig.sqrt() * self.cand.sqrt())).clamp(-1.0, 1.0),
         };
         ErrorMetrics {
