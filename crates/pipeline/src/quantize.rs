@@ -181,7 +181,9 @@ pub fn quantize(
     });
     let mut names: Vec<(&str, serde_json::Value)> = vec![
         ("remove_identity", serde_json::Value::Null),
-        ("fold_constants", serde_json::Value::Null),
+        // Not yet fold_constants (`qtool run` folds by default): with PP-OCR's Constant-node weights
+        // quantized, its QDQ forms differ more from ONNX Runtime than the real-model test allows; that
+        // is being diagnosed (issue #6).
         ("fold_batchnorm", serde_json::Value::Null),
         ("insert_qdq", insert),
     ];
