@@ -8,8 +8,8 @@
 //! is added to the exact accumulator before requantization (as ORT does).
 
 use super::{
-    check_8bit, const_input, data, floats, kerr, numel, opt, per_channel_len, req, scalar_f32,
-    scalar_zp, tensor, with_q8, zero_points,
+    check_8bit, check_zp_type, const_input, data, floats, kerr, numel, opt, per_channel_len, req,
+    scalar_f32, scalar_zp, tensor, with_q8, zero_points,
 };
 use crate::bail;
 use crate::error::OpError;
@@ -161,19 +161,6 @@ fn packed_weight<'p>(
     }
     let zps = zero_points(w_zp, "w_zero_point")?;
     Ok(&here.insert(pack(w, &zps, group)?).packed)
-}
-
-fn check_zp_type(zp: Option<&Tensor>, t: &Tensor, what: &str) -> Result<(), OpError> {
-    if let Some(z) = zp
-        && z.dtype() != t.dtype()
-    {
-        bail!(
-            "{what} type {} differs from the data type {}",
-            z.dtype(),
-            t.dtype()
-        );
-    }
-    Ok(())
 }
 
 pub(super) fn qlinear_conv(

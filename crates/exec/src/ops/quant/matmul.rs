@@ -11,8 +11,8 @@
 
 use super::qdq::dynamic_quantize;
 use super::{
-    check_8bit, const_input, data, floats, kerr, numel, opt, per_channel_len, req, scalar_f32,
-    scalar_zp, tensor, with_q8, zero_points,
+    check_8bit, check_zp_type, const_input, data, floats, kerr, numel, opt, per_channel_len, req,
+    scalar_f32, scalar_zp, tensor, with_q8, zero_points,
 };
 use crate::bail;
 use crate::error::OpError;
@@ -91,19 +91,6 @@ fn prepared_of<'p>(
 ) -> Option<&'p PackedB> {
     let p = (prepared? as &dyn Any).downcast_ref::<PackedMat>()?;
     (p.shape == b.shape() && p.trans == trans).then_some(&p.packed)
-}
-
-fn check_zp_type(zp: Option<&Tensor>, t: &Tensor, what: &str) -> Result<(), OpError> {
-    if let Some(z) = zp
-        && z.dtype() != t.dtype()
-    {
-        bail!(
-            "{what} type {} differs from the data type {}",
-            z.dtype(),
-            t.dtype()
-        );
-    }
-    Ok(())
 }
 
 /// Offset of batch `i` of `out` (row-major) in an operand with batch shape `src` (right-aligned,

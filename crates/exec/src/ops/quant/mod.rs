@@ -164,6 +164,20 @@ pub(super) fn scalar_zp(t: Option<&Tensor>, what: &str) -> Result<i32, OpError> 
 }
 
 /// Checks that a per-channel parameter has 1 or `n` entries.
+/// A zero-point, when given, has the element type of the data it belongs to.
+pub(super) fn check_zp_type(zp: Option<&Tensor>, t: &Tensor, what: &str) -> Result<(), OpError> {
+    if let Some(z) = zp
+        && z.dtype() != t.dtype()
+    {
+        bail!(
+            "{what} type {} differs from the data type {}",
+            z.dtype(),
+            t.dtype()
+        );
+    }
+    Ok(())
+}
+
 pub(super) fn per_channel_len(what: &str, len: usize, n: usize) -> Result<(), OpError> {
     if len != 1 && len != n {
         bail!("{what} has {len} entries, expected 1 or {n}");
