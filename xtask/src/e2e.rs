@@ -197,7 +197,7 @@ fn find_chromium() -> Result<PathBuf> {
     Ok(p)
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root.join(p) })
@@ -205,7 +205,7 @@ fn target_dir(root: &Path) -> PathBuf {
 }
 
 /// Builds the release qtool once and returns its path.
-fn build_qtool(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build_qtool(root: &Path) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("e2e: building qtool (release)");
     crate::py::run(Command::new(cargo).current_dir(root).args([

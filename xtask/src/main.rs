@@ -4,6 +4,7 @@ mod bench;
 mod bench_calib;
 mod bench_int8;
 mod codegen;
+mod compare;
 mod e2e;
 mod interop;
 mod interop_int8;
@@ -71,6 +72,14 @@ enum Cmd {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// qtool's default static QDQ against every ONNX Runtime static QDQ configuration (calibration
+    /// method x per-channel x activation type) on the digits example and the PP-OCR models, same
+    /// data, evaluated in ONNX Runtime by task metric and SQNR (docs/compare.md).
+    Compare {
+        /// Only models whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
 }
 
 /// The workspace root (the parent of this crate's manifest directory).
@@ -92,5 +101,6 @@ fn main() -> Result<()> {
         Cmd::Interop { int8_only } => interop::interop_task(int8_only),
         Cmd::Test { args } => test::test_task(&args),
         Cmd::E2e { filter } => e2e::e2e_task(filter.as_deref()),
+        Cmd::Compare { filter } => compare::compare_task(filter.as_deref()),
     }
 }
