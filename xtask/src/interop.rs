@@ -248,9 +248,12 @@ fn compare_model(python: &Path, path: &Path, work: &Path) -> Result<ModelResult>
     })
 }
 
-pub fn interop_task(int8_only: bool) -> Result<()> {
+pub fn interop_task(int8_only: bool, calib: bool) -> Result<()> {
     let python = crate::py::ensure_venv()?;
     let models = crate::models::ensure_models()?;
+    if calib {
+        return crate::interop_calib::interop_calib_task(&python, &models);
+    }
     if int8_only {
         return crate::interop_int8::interop_int8_task(&python, &models);
     }
@@ -299,5 +302,6 @@ pub fn interop_task(int8_only: bool) -> Result<()> {
     }
     println!("all models within rel L2 {FP32_REL_L2:e} of ONNX Runtime");
     crate::interop_int8::interop_int8_task(&python, &models)?;
-    crate::interop_passes::interop_passes_task(&python, &models)
+    crate::interop_passes::interop_passes_task(&python, &models)?;
+    crate::interop_calib::interop_calib_task(&python, &models)
 }

@@ -7,6 +7,7 @@ mod codegen;
 mod compare;
 mod e2e;
 mod interop;
+mod interop_calib;
 mod interop_int8;
 mod interop_passes;
 mod models;
@@ -45,6 +46,10 @@ enum Cmd {
         /// Only the int8 part (ORT-quantized models).
         #[arg(long)]
         int8_only: bool,
+        /// Only the calibration part: qtool's ranges against ORT's calibrators on every real model
+        /// and the sample photos (crates/calib/tests/ort_real_models.rs, full set).
+        #[arg(long, conflicts_with = "int8_only")]
+        calib: bool,
     },
     /// Time qtool against ONNX Runtime side by side (single-op models and whole real models, with 1
     /// and 2 threads) and print medians and ratios.
@@ -98,7 +103,7 @@ fn main() -> Result<()> {
         Cmd::OnnxNode => onnx_node::onnx_node_task(),
         Cmd::Models => models::models_task(),
         Cmd::Bench { filter, repeat } => bench::bench_task(filter.as_deref(), repeat),
-        Cmd::Interop { int8_only } => interop::interop_task(int8_only),
+        Cmd::Interop { int8_only, calib } => interop::interop_task(int8_only, calib),
         Cmd::Test { args } => test::test_task(&args),
         Cmd::E2e { filter } => e2e::e2e_task(filter.as_deref()),
         Cmd::Compare { filter } => compare::compare_task(filter.as_deref()),

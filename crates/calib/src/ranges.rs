@@ -337,13 +337,13 @@ fn ort_value_hist(sum: &Summary, h: &Histogram, n: usize) -> (Vec<u64>, Vec<f32>
     let (min, max) = sum.range().expect("finite values");
     let t = (min as f32).abs().max((max as f32).abs());
     let edges = np_edges(-t, t, n);
-    let w = h.width();
-    let fine = h
-        .counts
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| (h.edge(i) + 0.5 * w, c));
-    (rebin_by_centre(fine, &edges), edges)
+    let fine = fine_points(
+        h.counts.iter().enumerate().map(|(i, &c)| (h.edge(i), c)),
+        h.width(),
+        min,
+        max,
+    );
+    (rebin_by_centre(fine.into_iter(), &edges), edges)
 }
 
 /// ORT's `collect_absolute_value` histogram: `n` bins of `|x|` over `[min|x|, max|x|]`.
@@ -353,11 +353,44 @@ fn ort_abs_hist(sum: &Summary, h: &Histogram, n: usize) -> (Vec<u64>, Vec<f32>) 
     let amin = sum.min_abs.expect("finite values").0 as f32;
     let edges = np_edges(amin, amax, n);
     let (w, folded) = h.folded_abs();
-    let fine = folded
-        .iter()
-        .enumerate()
-        .map(|(j, &c)| ((j as f64 + 0.5) * w, c));
-    (rebin_by_centre(fine, &edges), edges)
+    let fine = fine_points(
+        folded.iter().enumerate().map(|(j, &c)| (j as f64 * w, c)),
+        w,
+        amin as f64,
+        amax as f64,
+    );
+    (rebin_by_centre(fine.into_iter(), &edges), edges)
+}
+
+/// Points standing for the values of fine bins `(lower edge, count)` of width `w`, whose values
+/// have the exact extremes `min` and `max`: the first non-empty bin holds one value at `min`, the
+/// last one value at `max`, and every other value sits at the centre of its bin's part within
+/// `[min, max]`. (When ORT's bins are finer than the fine ones, e.g. a narrow range far from zero,
+/// the extremes still land in ORT's first and last bins.)
+fn fine_points(
+    bins: impl Iterator<Item = (f64, u64)>,
+    w: f64,
+    min: f64,
+    max: f64,
+) -> Vec<(f64, u64)> {
+    let nonempty: Vec<(f64, u64)> = bins.filter(|&(_, c)| c != 0).collect();
+    let last = nonempty.len().saturating_sub(1);
+    let mut out = Vec::with_capacity(nonempty.len() + 2);
+    for (k, &(a, mut c)) in nonempty.iter().enumerate() {
+        if k == 0 {
+            out.push((min, 1));
+            c -= 1;
+        }
+        if k == last && c > 0 {
+            out.push((max, 1));
+            c -= 1;
+        }
+        if c > 0 {
+            let (lo, hi) = (a.max(min), (a + w).min(max));
+            out.push((0.5 * (lo + hi.max(lo)), c));
+        }
+    }
+    out
 }
 
 /// numpy `searchsorted(cdf, v)` (side left) on `cumsum(hist / total)`.
@@ -389,7 +422,6 @@ pub fn ort_percentile(hist: &[u64], edges: &[f32], percentile: f64, symmetric: b
 /// ORT's `smooth_distribution` (eps 1e-4); `None` when every entry is 0 or smoothing would make an
 /// entry non-positive (where ORT's asserts fail).
 fn smooth(p: &[f64]) -> Option<Vec<f64>> {
-    const EPS: f64 = 1e-4;
     let nz = p.iter().filter(|&&v| v == 0.0).count();
     let nnz = p.len() - nz;
     if nnz == 0 {
@@ -419,6 +451,246 @@ fn kl(p: &[f64], q: &[f64]) -> f64 {
         .sum()
 }
 
+/// ORT's smoothing constant.
+const EPS: f64 = 1e-4;
+
+/// The KL divergence of ORT's entropy search for the candidate window `hist[zero - i ..
+/// min(zero + i + 1, len)]`, computed literally as ORT does (the window's distribution `p` with
+/// the outliers folded into its end bins, its quantized `q`, both smoothed). O(window) with a
+/// logarithm per bin: the reference for [`EntropySearch`] and its fallback.
+fn candidate_kl_direct(hist: &[u64], zero: usize, i: usize, nq: usize) -> f64 {
+    let nb = hist.len();
+    let start = zero - i;
+    let end = (zero + i + 1).min(nb);
+    let sliced = &hist[start..end];
+    let mut p: Vec<f64> = sliced.iter().map(|&c| c as f64).collect();
+    p[0] += hist[..start].iter().sum::<u64>() as f64;
+    let last = p.len() - 1;
+    p[last] += hist[end..].iter().sum::<u64>() as f64;
+    let nonzero: Vec<bool> = p.iter().map(|&v| v != 0.0).collect();
+    let m = sliced.len() / nq;
+    let mut quant = vec![0u64; nq];
+    for (k, qk) in quant.iter_mut().enumerate() {
+        *qk = sliced[k * m..k * m + m].iter().sum();
+    }
+    quant[nq - 1] += sliced[nq * m..].iter().sum::<u64>();
+    let mut q = vec![0f64; p.len()];
+    for k in 0..nq {
+        let norm = nonzero[k * m..k * m + m].iter().filter(|&&b| b).count();
+        if norm != 0 {
+            // ORT assigns the float quotient into an int64 array: truncation.
+            let v = (quant[k] as f64 / norm as f64).trunc();
+            q[k * m..k * m + m].iter_mut().for_each(|x| *x = v);
+        }
+    }
+    match (smooth(&p), smooth(&q)) {
+        (Some(p), Some(q)) => kl(&p, &q),
+        _ => f64::INFINITY,
+    }
+}
+
+/// Terms of the series used by [`EntropySearch`]; exact to rounding for `u <= TAYLOR_MAX_U`.
+const TAYLOR_TERMS: usize = 10;
+/// Largest smoothing shift (in counts) handled by the series (`u^9 < 2e-17`).
+const TAYLOR_MAX_U: f64 = 1.0 / 64.0;
+
+/// ORT's entropy threshold search evaluated in O(num_quantized_bins) per candidate instead of
+/// O(window) logarithms, with the same result as [`candidate_kl_direct`] up to rounding.
+///
+/// With the smoothed window `p'` (every non-zero count `c` shifted down by `e = EPS * zeros /
+/// non-zeros`, zeros set to `EPS`) and the smoothed quantized `q'` (constant within each of the
+/// `num_quantized_bins` chunks), `KL = (Σ p' ln p' - Σ p' ln q') / Σp' - ln Σp' + ln Σq'`:
+/// - `Σ p' ln q'` needs only each chunk's sum of `p'` (prefix sums of counts and of non-zero
+///   bins);
+/// - `Σ (c - e) ln(c - e)` over the window's interior non-zero bins is
+///   `Σ c ln c - e Σ ln c - e n + Σ_{k>=2} e^k / (k (k - 1)) Σ c^(1-k)` (the series of
+///   `(1 - u) ln(1 - u)` with `u = e / c <= e`, since counts are integers >= 1), all prefix sums;
+///   the two end bins (which hold the outliers) are evaluated directly. A candidate whose shift is
+///   above [`TAYLOR_MAX_U`] (a window mostly of empty bins) is evaluated directly.
+struct EntropySearch<'a> {
+    hist: &'a [u64],
+    /// Prefix sums over `hist`: counts, non-zero bins, `c ln c`, `ln c`, and `c^-k` for
+    /// `k = 1..TAYLOR_TERMS` (row `k - 1`).
+    count: Vec<u64>,
+    nonzero: Vec<u64>,
+    c_ln_c: Vec<f64>,
+    ln_c: Vec<f64>,
+    inv_pow: Vec<Vec<f64>>,
+}
+
+impl<'a> EntropySearch<'a> {
+    fn new(hist: &'a [u64]) -> Self {
+        let n = hist.len();
+        let mut count = vec![0u64; n + 1];
+        let mut nonzero = vec![0u64; n + 1];
+        let mut c_ln_c = vec![0f64; n + 1];
+        let mut ln_c = vec![0f64; n + 1];
+        let mut inv_pow = vec![vec![0f64; n + 1]; TAYLOR_TERMS - 1];
+        for (j, &c) in hist.iter().enumerate() {
+            count[j + 1] = count[j] + c;
+            nonzero[j + 1] = nonzero[j] + (c != 0) as u64;
+            let (mut cl, mut l) = (0.0, 0.0);
+            if c != 0 {
+                let cf = c as f64;
+                l = cf.ln();
+                cl = cf * l;
+            }
+            c_ln_c[j + 1] = c_ln_c[j] + cl;
+            ln_c[j + 1] = ln_c[j] + l;
+            let inv = if c != 0 { 1.0 / c as f64 } else { 0.0 };
+            let mut pw = 1.0;
+            for row in inv_pow.iter_mut() {
+                pw *= inv;
+                row[j + 1] = row[j] + pw;
+            }
+        }
+        EntropySearch {
+            hist,
+            count,
+            nonzero,
+            c_ln_c,
+            ln_c,
+            inv_pow,
+        }
+    }
+
+    fn kl(&self, zero: usize, i: usize, nq: usize) -> f64 {
+        let hist = self.hist;
+        let nb = hist.len();
+        let start = zero - i;
+        let end = (zero + i + 1).min(nb);
+        let len = end - start;
+        if len < 3 {
+            return candidate_kl_direct(hist, zero, i, nq);
+        }
+        let total = self.count[nb];
+        let cnt = |a: usize, b: usize| self.count[b] - self.count[a];
+        let nzc = |a: usize, b: usize| self.nonzero[b] - self.nonzero[a];
+        // The window's end values, outliers included.
+        let p_first = hist[start] + self.count[start];
+        let p_last = hist[end - 1] + (total - self.count[end]);
+        // Non-zero bins of p over the window positions [a, b) (0-based within the window).
+        let nz_p = |a: usize, b: usize| -> u64 {
+            if a >= b {
+                return 0;
+            }
+            let mut n = nzc(start + a, start + b);
+            if a == 0 {
+                n = n - (hist[start] != 0) as u64 + (p_first != 0) as u64;
+            }
+            if b == len {
+                n = n - (hist[end - 1] != 0) as u64 + (p_last != 0) as u64;
+            }
+            n
+        };
+        // Sum of p over window positions [a, b).
+        let sum_p = |a: usize, b: usize| -> u64 {
+            if a >= b {
+                return 0;
+            }
+            let mut s = cnt(start + a, start + b);
+            if a == 0 {
+                s += self.count[start];
+            }
+            if b == len {
+                s += total - self.count[end];
+            }
+            s
+        };
+        let nnz_p = nz_p(0, len);
+        if nnz_p == 0 {
+            return f64::INFINITY;
+        }
+        let zeros_p = len as u64 - nnz_p;
+        let e = EPS * zeros_p as f64 / nnz_p as f64;
+        // Every non-zero count is >= 1: smoothing keeps them positive unless e >= 1.
+        if e >= TAYLOR_MAX_U {
+            return candidate_kl_direct(hist, zero, i, nq);
+        }
+        // Σ p' ln p'.
+        let xlnx = |x: f64| x * x.ln();
+        let mut sum_plnp = zeros_p as f64 * xlnx(EPS);
+        for v in [p_first, p_last] {
+            if v != 0 {
+                sum_plnp += xlnx(v as f64 - e);
+            }
+        }
+        let (a, b) = (start + 1, end - 1); // interior bins
+        let n_int = nzc(a, b) as f64;
+        let mut interior =
+            (self.c_ln_c[b] - self.c_ln_c[a]) - e * (self.ln_c[b] - self.ln_c[a]) - e * n_int;
+        let mut ek = e;
+        for k in 2..=TAYLOR_TERMS {
+            ek *= e;
+            let s = &self.inv_pow[k - 2];
+            interior += ek / (k * (k - 1)) as f64 * (s[b] - s[a]);
+        }
+        sum_plnp += interior;
+        let sp = total as f64;
+
+        // The quantized distribution: chunk k covers window positions [k m, k m + m).
+        let m = len / nq;
+        let rem = len - nq * m;
+        let mut zeros_q = rem as u64;
+        let mut vals = Vec::with_capacity(nq);
+        for k in 0..nq {
+            let (ca, cb) = (k * m, k * m + m);
+            let mut quant = cnt(start + ca, start + cb);
+            if k == nq - 1 {
+                quant += cnt(start + nq * m, end);
+            }
+            let norm = nz_p(ca, cb);
+            let v = if norm != 0 {
+                (quant as f64 / norm as f64).trunc()
+            } else {
+                0.0
+            };
+            if v == 0.0 {
+                zeros_q += m as u64;
+            }
+            vals.push((v, ca, cb, norm));
+        }
+        let nnz_q = len as u64 - zeros_q;
+        if nnz_q == 0 {
+            return f64::INFINITY;
+        }
+        let eq = EPS * zeros_q as f64 / nnz_q as f64;
+        let mut sq = rem as f64 * EPS;
+        let mut sum_plnq = 0.0;
+        for &(v, ca, cb, norm) in &vals {
+            let qv = if v == 0.0 { EPS } else { v - eq };
+            if qv <= 0.0 {
+                return f64::INFINITY;
+            }
+            sq += m as f64 * qv;
+            // Σ p' over the chunk: its counts, shifted by -e per non-zero and +EPS per zero bin.
+            let pc = sum_p(ca, cb) as f64 - e * norm as f64 + EPS * (m as u64 - norm) as f64;
+            sum_plnq += pc * qv.ln();
+        }
+        if rem > 0 {
+            let nz = nz_p(nq * m, len);
+            let pc = sum_p(nq * m, len) as f64 - e * nz as f64 + EPS * (rem as u64 - nz) as f64;
+            sum_plnq += pc * EPS.ln();
+        }
+        (sum_plnp - sum_plnq) / sp - sp.ln() + sq.ln()
+    }
+}
+
+/// The KL divergence of every candidate of ORT's entropy search on `hist`: entry `k` is the window
+/// of `num_quantized_bins / 2 + k` bins on each side of the middle bin (`hist[len/2 - i ..
+/// len/2 + i + 1]`). Empty when the histogram is too small for one candidate.
+pub fn ort_entropy_divergences(hist: &[u64], num_quantized_bins: usize) -> Vec<f64> {
+    let zero = hist.len() / 2;
+    let half_q = num_quantized_bins / 2;
+    if zero < half_q || num_quantized_bins == 0 {
+        return Vec::new();
+    }
+    let search = EntropySearch::new(hist);
+    (half_q..=zero)
+        .map(|i| search.kl(zero, i, num_quantized_bins))
+        .collect()
+}
+
 /// ORT's `get_entropy_threshold` (before clipping to min/max).
 pub fn ort_entropy(hist: &[u64], edges: &[f32], num_quantized_bins: usize) -> (f32, f32) {
     let nb = hist.len();
@@ -428,42 +700,15 @@ pub fn ort_entropy(hist: &[u64], edges: &[f32], num_quantized_bins: usize) -> (f
         // ORT fails here (an empty search); the whole histogram is the only sensible answer.
         return (edges[0], edges[nb]);
     }
-    let mut best = (
-        f64::INFINITY,
-        (edges[zero - half_q], edges[(zero + half_q + 1).min(nb)]),
-    );
-    for i in half_q..=zero {
-        let start = zero - i;
-        let end = (zero + i + 1).min(nb);
-        let sliced = &hist[start..end];
-        let mut p: Vec<f64> = sliced.iter().map(|&c| c as f64).collect();
-        p[0] += hist[..start].iter().sum::<u64>() as f64;
-        let last = p.len() - 1;
-        p[last] += hist[end..].iter().sum::<u64>() as f64;
-        let nonzero: Vec<bool> = p.iter().map(|&v| v != 0.0).collect();
-        let nq = num_quantized_bins;
-        let m = sliced.len() / nq;
-        let mut quant = vec![0u64; nq];
-        for k in 0..nq {
-            quant[k] = sliced[k * m..k * m + m].iter().sum();
-        }
-        quant[nq - 1] += sliced[nq * m..].iter().sum::<u64>();
-        let mut q = vec![0f64; p.len()];
-        for k in 0..nq {
-            let norm = nonzero[k * m..k * m + m].iter().filter(|&&b| b).count();
-            if norm != 0 {
-                // ORT assigns the float quotient into an int64 array: truncation.
-                let v = (quant[k] as f64 / norm as f64).trunc();
-                q[k * m..k * m + m].iter_mut().for_each(|x| *x = v);
-            }
-        }
-        let div = match (smooth(&p), smooth(&q)) {
-            (Some(p), Some(q)) => kl(&p, &q),
-            _ => f64::INFINITY,
-        };
+    let window = |i: usize| (edges[zero - i], edges[(zero + i + 1).min(nb)]);
+    let mut best = (f64::INFINITY, window(half_q));
+    for (k, div) in ort_entropy_divergences(hist, num_quantized_bins)
+        .into_iter()
+        .enumerate()
+    {
         // np.argmin: the first minimum (an all-inf search keeps the first candidate).
         if div < best.0 {
-            best = (div, (edges[start], edges[end]));
+            best = (div, window(half_q + k));
         }
     }
     best.1
@@ -653,6 +898,109 @@ mod tests {
         let e = np_edges(-1.0, 1.0, 4);
         assert_eq!(e, vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
         assert_eq!(np_edges(2.0, 2.0, 2), vec![1.5, 2.0, 2.5]);
+    }
+
+    /// The literal search (a logarithm per bin of every candidate window), as ORT runs it.
+    fn ort_entropy_direct(hist: &[u64], edges: &[f32], nq: usize) -> (f32, f32) {
+        let nb = hist.len();
+        let zero = nb / 2;
+        let half_q = nq / 2;
+        let mut best = (
+            f64::INFINITY,
+            (edges[zero - half_q], edges[(zero + half_q + 1).min(nb)]),
+        );
+        for i in half_q..=zero {
+            let div = candidate_kl_direct(hist, zero, i, nq);
+            if div < best.0 {
+                best = (div, (edges[zero - i], edges[(zero + i + 1).min(nb)]));
+            }
+        }
+        best.1
+    }
+
+    /// The prefix-sum search gives the literal search's KL values (to rounding) and thresholds,
+    /// on dense, sparse, one-sided, spiky and outlier-heavy histograms, odd and even sizes.
+    #[test]
+    fn fast_entropy_search_equals_the_literal_one() {
+        let mut state = 0x2545F4914F6CDD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut checked = 0;
+        for case in 0..60 {
+            let nb = [256usize, 257, 512, 1000, 2048][case % 5];
+            let nq = [128usize, 64, 128, 32, 128][case % 5];
+            let kind = case / 5 % 6;
+            let hist: Vec<u64> = (0..nb)
+                .map(|j| {
+                    let x = (j as f64 - nb as f64 / 2.0) / (nb as f64 / 8.0);
+                    let r = next();
+                    match kind {
+                        // Gaussian-like, large counts.
+                        0 => ((-x * x / 2.0).exp() * 1e6) as u64 + r % 3,
+                        // Sparse: most bins empty.
+                        1 => (r % 50 == 0) as u64 * (r % 1000),
+                        // ReLU-like: nothing below zero, a spike at zero.
+                        2 => {
+                            if x < 0.0 {
+                                0
+                            } else if j == nb / 2 {
+                                5_000_000
+                            } else {
+                                ((-x).exp() * 1e5) as u64
+                            }
+                        }
+                        // Narrow core with far outliers.
+                        3 => {
+                            if x.abs() < 0.3 {
+                                1_000_000 + r % 1000
+                            } else {
+                                (r % 400 == 0) as u64
+                            }
+                        }
+                        // Small counts everywhere.
+                        4 => r % 4,
+                        // Uniform.
+                        _ => 1000 + r % 10,
+                    }
+                })
+                .collect();
+            let edges = np_edges(-1.0, 1.0, nb);
+            let search = EntropySearch::new(&hist);
+            let zero = nb / 2;
+            let close = |a: f64, b: f64| a == b || (a - b).abs() <= 1e-9 * b.abs() + 1e-12;
+            let mut literal = Vec::new();
+            for i in nq / 2..=zero {
+                let (a, b) = (
+                    search.kl(zero, i, nq),
+                    candidate_kl_direct(&hist, zero, i, nq),
+                );
+                assert!(close(a, b), "case {case} window {i}: fast {a}, literal {b}");
+                literal.push(b);
+                checked += 1;
+            }
+            // The same thresholds, unless the two minima tie to rounding (flat far tails).
+            let (fast, slow) = (
+                ort_entropy(&hist, &edges, nq),
+                ort_entropy_direct(&hist, &edges, nq),
+            );
+            if fast != slow {
+                let div_of = |t: (f32, f32)| {
+                    let k = (nq / 2..=zero)
+                        .position(|i| (edges[zero - i], edges[(zero + i + 1).min(nb)]) == t)
+                        .expect("a candidate");
+                    literal[k]
+                };
+                assert!(
+                    close(div_of(fast), div_of(slow)),
+                    "case {case}: fast {fast:?}, literal {slow:?}"
+                );
+            }
+        }
+        assert!(checked > 10_000);
     }
 
     #[test]
