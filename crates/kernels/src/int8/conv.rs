@@ -345,6 +345,10 @@ fn im2col<X: QType>(
     p1: usize,
 ) {
     let nd = geo.in_sp.len();
+    if nd == 2 {
+        im2col_2d(geo, p, x, pad, col, p0, p1);
+        return;
+    }
     let in_strides = strides_of(&geo.in_sp);
     let last = nd - 1;
     let ow = geo.out_sp[last];
@@ -394,8 +398,9 @@ fn im2col<X: QType>(
                                 *d = v.bits();
                             }
                         } else {
-                            for (j, d) in dst.iter_mut().enumerate() {
-                                *d = xc[start + j * s].bits();
+                            let src = xc[start..].iter().step_by(s);
+                            for (d, v) in dst.iter_mut().zip(src) {
+                                *d = v.bits();
                             }
                         }
                     }
@@ -404,6 +409,66 @@ fn im2col<X: QType>(
             pos += c1 - c0;
         }
         next_index(&mut kidx, &geo.k_sp);
+    }
+}
+
+/// [`im2col`] for 2-d convolutions: the same values, the output rows of the tile walked directly
+/// (no index vectors), the in-range part of each row segment copied, the rest filled with `pad`.
+fn im2col_2d<X: QType>(
+    geo: &Geometry,
+    p: &ConvParams,
+    x: &[X],
+    pad: u8,
+    col: &mut [u8],
+    p0: usize,
+    p1: usize,
+) {
+    let [ih, iw] = [geo.in_sp[0], geo.in_sp[1]];
+    let [kh, kw] = [geo.k_sp[0], geo.k_sp[1]];
+    let ow = geo.out_sp[1];
+    let [sh, sw] = [p.strides[0], p.strides[1]];
+    let [dh, dw] = [p.dilations[0], p.dilations[1]];
+    let [ph, pw] = [p.pads[0] as isize, p.pads[1] as isize];
+    let width = p1 - p0;
+    for (r, dst) in col.chunks_mut(width).enumerate() {
+        let (c, t) = (r / geo.k_size, r % geo.k_size);
+        let (ky, kx) = (t / kw, t % kw);
+        debug_assert!(ky < kh);
+        let xc = &x[c * geo.in_size..(c + 1) * geo.in_size];
+        let off = (kx * dw) as isize - pw;
+        let (lo, hi) = valid_range(ow, sw, off, iw);
+        let (mut oy, mut c0) = (p0 / ow, p0 % ow);
+        let mut pos = p0;
+        while pos < p1 {
+            let c1 = ow.min(c0 + (p1 - pos));
+            let seg = &mut dst[pos - p0..pos - p0 + (c1 - c0)];
+            let iy = (oy * sh + ky * dh) as isize - ph;
+            if iy < 0 || iy >= ih as isize {
+                seg.fill(pad);
+            } else {
+                let h = hi.clamp(c0, c1);
+                let l = lo.clamp(c0, h);
+                seg[..l - c0].fill(pad);
+                seg[h - c0..].fill(pad);
+                if l < h {
+                    let start = (iy as usize * iw) as isize + (l * sw) as isize + off;
+                    let xr = &xc[start as usize..];
+                    let dst = &mut seg[l - c0..h - c0];
+                    if sw == 1 {
+                        for (d, v) in dst.iter_mut().zip(xr) {
+                            *d = v.bits();
+                        }
+                    } else {
+                        for (d, v) in dst.iter_mut().zip(xr.iter().step_by(sw)) {
+                            *d = v.bits();
+                        }
+                    }
+                }
+            }
+            pos += c1 - c0;
+            oy += 1;
+            c0 = 0;
+        }
     }
 }
 

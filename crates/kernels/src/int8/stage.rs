@@ -2,7 +2,7 @@
 
 use super::private::Sealed;
 use crate::error::{KernelError, Result};
-use qtool_tensor::quant::{QInt, requantize, round_half_even};
+use qtool_tensor::quant::{QInt, requantize};
 use std::ops::Range;
 
 /// What an int8 kernel writes for each output element, from the exact i32 accumulator
@@ -108,7 +108,7 @@ macro_rules! qout_int8 {
             #[inline(always)]
             fn requant_finite(v: i32, multiplier: f32, lo: f32, hi: f32, zp: i32) -> Self {
                 let x = (v as f32 * multiplier).max(lo).min(hi);
-                <$t>::from_i32_unchecked(round_half_even(x) as i32 + zp)
+                <$t>::from_i32_unchecked(round_small(x) + zp)
             }
             fn range() -> (i32, i32) {
                 (<$t>::QMIN, <$t>::QMAX)
@@ -154,6 +154,8 @@ pub(crate) struct Prepared {
     /// int32 bias (requantize), added to the integer correction terms.
     pub ibias: Option<Vec<i32>>,
     mult: Vec<f32>,
+    /// Every multiplier is finite (the vectorized requantization applies).
+    finite: bool,
     zp: i32,
     fscale: Vec<f32>,
     fbias: Option<Vec<f32>>,
@@ -178,6 +180,7 @@ impl Prepared {
         let mut p = Prepared {
             ibias: None,
             mult: Vec::new(),
+            finite: true,
             zp: 0,
             fscale: Vec::new(),
             fbias: None,
@@ -195,6 +198,7 @@ impl Prepared {
                 O::check_zp(zero_point)?;
                 p.zp = zero_point;
                 p.mult = per_channel("requantize multiplier", multiplier, channels, true)?;
+                p.finite = p.mult.iter().all(|m| m.is_finite());
                 p.ibias = bias
                     .map(|b| per_channel("int32 bias", b, channels, false))
                     .transpose()?;
@@ -232,6 +236,7 @@ impl Prepared {
         }
         StageView {
             mult: sub(&self.mult, &r),
+            finite: self.finite,
             zp: self.zp,
             fscale: sub(&self.fscale, &r),
             fbias: self.fbias.as_deref().map(|b| &b[r.clone()]),
@@ -243,6 +248,7 @@ impl Prepared {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StageView<'a> {
     mult: &'a [f32],
+    finite: bool,
     zp: i32,
     fscale: &'a [f32],
     fbias: Option<&'a [f32]>,
@@ -273,7 +279,7 @@ pub(crate) fn write_row<O: QOut>(vals: &[i32], out: &mut [O], st: &StageView<'_>
                 Chan::Row(c) => std::slice::from_ref(&st.mult[c]),
                 Chan::Cols(c0) => &st.mult[c0..c0 + n],
             };
-            requant_row(vals, out, ms, st.zp);
+            requant_row(vals, out, ms, st.zp, st.finite);
         }
         OutKind::Float => match (chan, st.fbias) {
             (Chan::Row(c), None) => {
@@ -307,6 +313,17 @@ pub(crate) fn write_row<O: QOut>(vals: &[i32], out: &mut [O], st: &StageView<'_>
     }
 }
 
+/// `round_half_even(x) as i32` for `|x| <= 2^22`, in a form LLVM vectorizes (the saturating
+/// `as i32` does not): adding `1.5 * 2^23` puts `x` where the f32 spacing is exactly 1, so the
+/// addition itself rounds half to even (IEEE default rounding), and the low mantissa bits are the
+/// rounded integer. Callers clamp `x` to a requantization range (`|x| <= 510`) first.
+#[inline(always)]
+fn round_small(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    debug_assert!(x.abs() <= 4_194_304.0);
+    ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
+}
+
 /// Requantizes a row with one multiplier (`ms.len() == 1`) or one per element.
 ///
 /// `requantize` computes `round_half_even((acc as f32 * m).clamp(lo, hi)) as i32 + zp` with
@@ -314,14 +331,15 @@ pub(crate) fn write_row<O: QOut>(vals: &[i32], out: &mut [O], st: &StageView<'_>
 /// assertion keeps LLVM from vectorizing it, so for a *finite* multiplier this uses
 /// `max(lo).min(hi)`, which is the same value: `acc as f32 * m` is then never NaN (finite times
 /// finite, at worst ±inf, which both forms map to the bound), and the only other difference, the
-/// sign of a zero, vanishes in the integer conversion. The rounding is the same
-/// `quant::round_half_even`. Non-finite multipliers go through `requantize` itself. The tests
+/// sign of a zero, vanishes in the integer conversion. The rounding is half to even, as
+/// `quant::round_half_even`, computed by [`round_small`] on the clamped value. Non-finite
+/// multipliers (`finite == false`, checked once per call) go through `requantize` itself. The tests
 /// compare every path with `requantize`.
 #[inline(always)]
-fn requant_row<O: QOut>(vals: &[i32], out: &mut [O], ms: &[f32], zp: i32) {
+fn requant_row<O: QOut>(vals: &[i32], out: &mut [O], ms: &[f32], zp: i32, finite: bool) {
     let (qmin, qmax) = O::range();
     let (lo, hi) = ((qmin - zp) as f32, (qmax - zp) as f32);
-    if ms.iter().all(|m| m.is_finite()) {
+    if finite {
         if let [m] = *ms {
             for (o, &v) in out.iter_mut().zip(vals) {
                 *o = O::requant_finite(v, m, lo, hi, zp);

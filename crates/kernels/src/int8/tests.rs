@@ -420,6 +420,9 @@ fn qconv_fixed_shapes_on_every_path() {
         mk(&[1, 12, 10, 10], &[9, 4, 3, 3], 1, 2, 2, 3),   // grouped, dilated
         mk(&[1, 3, 300], &[4, 3, 5], 3, 1, 2, 1),          // 1-d
         mk(&[1, 64, 30, 30], &[64, 64, 3, 3], 1, 1, 1, 1), // many tiles, parallel
+        mk(&[1, 32, 9, 15], &[40, 32, 1, 1], 1, 1, 0, 1), // pointwise, SIMD-packed groups + tail panel
+        mk(&[1, 36, 5, 71], &[8, 36, 1, 1], 1, 1, 0, 1),  // pointwise, full panels + partial one
+        mk(&[1, 3, 41, 38], &[16, 3, 7, 7], 2, 1, 3, 1),  // stem-like 7x7 stride 2, K % 4 != 0
     ];
     for path in paths() {
         for c in &cases {

@@ -53,6 +53,9 @@ impl Kernel for Avx512Vnni {
     }
 }
 
+/// [`pack_v`] for this layout: full cells (4 present k rows, 32 columns) are interleaved with
+/// byte/word unpacks (`4 x 32` source bytes become 32 lanes of 4 bytes); the others (the last k
+/// group when `k % 4 != 0`, the last panel when `n % 32 != 0`) take the generic code, cell by cell.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
 unsafe fn pack_v_avx512<T: QType>(
     src: &[T],
@@ -64,7 +67,72 @@ unsafe fn pack_v_avx512<T: QType>(
     signed: bool,
     out: &mut [u8],
 ) {
-    pack_v(LAYOUT, src, k, ld, c0, n, flip, signed, out);
+    let nr = LAYOUT.nr;
+    let k4 = k.div_ceil(4);
+    let kf = k / 4;
+    let nf = n / nr;
+    let pl = LAYOUT.v_panel(k4);
+    assert!(
+        out.len() >= n.div_ceil(nr) * pl && (k == 0 || src.len() >= (k - 1) * ld + c0 + n),
+        "int8 pack_v: buffers too short"
+    );
+    // Bytes of `src` (u8 and i8 have the same size and layout).
+    let sp = src.as_ptr().cast::<u8>();
+    let op = out.as_mut_ptr();
+    // SAFETY: the features are enabled by this function's caller. Full cells read 32 bytes at
+    // `(4g + t) * ld + c0 + 32p` for `t < 4`, `g < kf`, `p < nf`, all `< (k - 1) * ld + c0 + n`
+    // (checked above), and write 128 bytes at `p * pl + 128 g`, inside `out` (checked above).
+    unsafe {
+        let fl = _mm256_set1_epi8(flip as i8);
+        for g in 0..kf {
+            let rows = [0, 1, 2, 3].map(|t| sp.add((4 * g + t) * ld + c0));
+            for p in 0..nf {
+                let ld32 =
+                    |t: usize| _mm256_xor_si256(_mm256_loadu_si256(rows[t].add(nr * p).cast()), fl);
+                let (a, b, c, d) = (ld32(0), ld32(1), ld32(2), ld32(3));
+                // Per 128-bit lane: pairs (a, b) and (c, d) of columns 0-7 / 8-15, then quads.
+                let ab_lo = _mm256_unpacklo_epi8(a, b);
+                let ab_hi = _mm256_unpackhi_epi8(a, b);
+                let cd_lo = _mm256_unpacklo_epi8(c, d);
+                let cd_hi = _mm256_unpackhi_epi8(c, d);
+                // Lane 0 holds columns 0-15 of the panel, lane 1 columns 16-31.
+                let q0 = _mm256_unpacklo_epi16(ab_lo, cd_lo); // columns 0-3 | 16-19
+                let q1 = _mm256_unpackhi_epi16(ab_lo, cd_lo); // 4-7 | 20-23
+                let q2 = _mm256_unpacklo_epi16(ab_hi, cd_hi); // 8-11 | 24-27
+                let q3 = _mm256_unpackhi_epi16(ab_hi, cd_hi); // 12-15 | 28-31
+                let dst = op.add(p * pl + g * nr * 4);
+                _mm256_storeu_si256(dst.cast(), _mm256_permute2x128_si256(q0, q1, 0x20));
+                _mm256_storeu_si256(dst.add(32).cast(), _mm256_permute2x128_si256(q2, q3, 0x20));
+                _mm256_storeu_si256(dst.add(64).cast(), _mm256_permute2x128_si256(q0, q1, 0x31));
+                _mm256_storeu_si256(dst.add(96).cast(), _mm256_permute2x128_si256(q2, q3, 0x31));
+            }
+        }
+    }
+    // The partial cells: the last panel of every group, then the last group of every panel.
+    if nf * nr < n {
+        let j0 = nf * nr;
+        let mut tmp = vec![0u8; LAYOUT.v_panel(k4)];
+        pack_v(LAYOUT, src, k, ld, c0 + j0, n - j0, flip, signed, &mut tmp);
+        out[nf * pl..nf * pl + tmp.len()].copy_from_slice(&tmp);
+    }
+    if kf < k4 {
+        let mut tmp = vec![0u8; nr * 4];
+        let base = &src[4 * kf * ld..];
+        for p in 0..nf {
+            pack_v(
+                LAYOUT,
+                base,
+                k - 4 * kf,
+                ld,
+                c0 + p * nr,
+                nr,
+                flip,
+                signed,
+                &mut tmp,
+            );
+            out[p * pl + kf * nr * 4..p * pl + (kf + 1) * nr * 4].copy_from_slice(&tmp);
+        }
+    }
 }
 
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
