@@ -1,14 +1,14 @@
-//! `qtool quantize`: calibrate an FP32 model on a data set, insert Q/DQ from the ranges, convert to the
-//! requested format (QDQ, QLinearConv/QLinearMatMul, or ConvInteger/MatMulInteger with float bias),
-//! save atomically, and measure what was lost against the FP32 model (per-output SQNR and top-1
-//! agreement) on evaluation data.
+//! `qtool quantize`: a `qtool run` with one output. The command line's settings become a pipeline
+//! configuration in memory (the same defaults as a YAML file: preprocessing with Constant folding,
+//! one calibration, insert_qdq, the conversion to the requested format), which [`crate::run`]
+//! executes: the model is saved atomically and compared against FP32 (per-output SQNR and top-1
+//! agreement). No manifest or report is written.
 
-use crate::calibrate::{CalibrateSettings, open_source};
+use crate::calibrate::CalibrateSettings;
+use crate::run::{RunOptions, Stage};
 use anyhow::{Context, Result, bail};
-use qtool_calib::{Method, RangeSettings, TensorRange, compute_ranges};
-use qtool_exec::{ExecOptions, Executor};
-use qtool_tensor::Tensor;
-use std::path::Path;
+use qtool_calib::Method;
+use std::path::{Path, PathBuf};
 
 /// The quantized format to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -76,7 +76,7 @@ pub struct OutputFidelity {
     /// Signal-to-quantization-noise ratio in dB (higher is better).
     pub sqnr_db: f64,
     pub max_abs_err: f64,
-    /// Share of samples whose arg-max along the last axis agrees (2-D outputs only).
+    /// Share of samples whose arg-max along the class axis agrees (classifier-like outputs only).
     pub top1_agreement: Option<f64>,
 }
 
@@ -84,65 +84,53 @@ pub struct OutputFidelity {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QuantizeSummary {
     pub calibrated_tensors: usize,
+    /// Every pass in order (preprocessing, then the quantization passes): name, nodes rewritten,
+    /// nodes skipped.
     pub passes: Vec<(String, usize, usize)>,
     pub eval_samples: usize,
     pub fidelity: Vec<OutputFidelity>,
 }
 
-fn fidelity(
-    refs: &[Vec<(String, Tensor)>],
-    cands: &[Vec<(String, Tensor)>],
-) -> Vec<OutputFidelity> {
-    let mut out = Vec::new();
-    let Some(first) = refs.first() else {
-        return out;
+/// The pipeline configuration that [`quantize`] runs, as YAML (every path absolute). Missing keys
+/// take the pipeline file's defaults, so `qtool quantize` and `qtool run` make the same model from
+/// the same settings.
+pub fn pipeline_yaml(
+    model_path: &Path,
+    data: &Path,
+    eval: Option<&Path>,
+    out: &Path,
+    s: &QuantizeSettings,
+) -> Result<String> {
+    let abs = |p: &Path| -> Result<String> {
+        let a = std::path::absolute(p).with_context(|| format!("bad path {}", p.display()))?;
+        a.to_str()
+            .map(str::to_string)
+            .with_context(|| format!("path {} is not valid UTF-8", a.display()))
     };
-    for (k, (name, _)) in first.iter().enumerate() {
-        let (mut sig, mut err, mut maxe) = (0f64, 0f64, 0f64);
-        let (mut agree, mut total, mut two_d) = (0usize, 0usize, true);
-        for (r, c) in refs.iter().zip(cands) {
-            let (Some(a), Some(b)) = (r[k].1.to_f64_vec(), c[k].1.to_f64_vec()) else {
-                continue;
-            };
-            for (x, y) in a.iter().zip(&b) {
-                sig += x * x;
-                err += (x - y) * (x - y);
-                maxe = maxe.max((x - y).abs());
-            }
-            let shape = r[k].1.shape();
-            if shape.len() == 2 && shape[1] > 1 {
-                let n = shape[1];
-                for (ra, ca) in a.chunks(n).zip(b.chunks(n)) {
-                    let am = |v: &[f64]| {
-                        v.iter()
-                            .enumerate()
-                            .max_by(|p, q| p.1.total_cmp(q.1))
-                            .map(|p| p.0)
-                    };
-                    agree += (am(ra) == am(ca)) as usize;
-                    total += 1;
-                }
-            } else {
-                two_d = false;
-            }
-        }
-        let sqnr_db = if err == 0.0 {
-            f64::INFINITY
-        } else {
-            10.0 * (sig / err).log10()
-        };
-        out.push(OutputFidelity {
-            output: name.clone(),
-            sqnr_db,
-            max_abs_err: maxe,
-            top1_agreement: (two_d && total > 0).then(|| agree as f64 / total as f64),
-        });
+    let mut data_cfg = serde_json::json!({
+        "calibration": { "path": abs(data)?, "samples": s.calib.samples, "seed": s.calib.seed },
+    });
+    if let Some(e) = eval {
+        // As without --eval (the calibration data): at most 64 samples.
+        data_cfg["evaluation"] = serde_json::json!({ "path": abs(e)?, "samples": 64 });
     }
-    out
+    let cfg = serde_json::json!({
+        "model": abs(model_path)?,
+        "data": data_cfg,
+        "calibration": { "method": crate::run::method_name(s.method) },
+        "quantization": {
+            "activations": if s.activations_s8 { "i8_symmetric" } else { "u8_asymmetric" },
+            "per_channel": !s.per_tensor,
+            "exclude": { "regex": s.exclude_regex, "op_types": s.exclude_op_types },
+        },
+        "outputs": [ { "format": s.format.name(), "path": abs(out)? } ],
+        "evaluation": { "per_layer": false },
+    });
+    serde_yaml::to_string(&cfg).context("writing the pipeline configuration")
 }
 
 /// Quantizes `model_path` with calibration data `data`, writes `out`, and evaluates on `eval` (or on
-/// the calibration data when `None`, at most 64 samples).
+/// the calibration data when `None`), at most 64 samples. `progress` sees the calibration.
 pub fn quantize(
     model_path: &Path,
     data: &Path,
@@ -151,66 +139,13 @@ pub fn quantize(
     s: &QuantizeSettings,
     progress: &mut dyn FnMut(usize, Option<usize>),
 ) -> Result<QuantizeSummary> {
-    let model = qtool_onnx::load(model_path)
-        .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    let mut cs = s.calib.clone();
-    cs.histograms = s.method != Method::MinMax;
-    let stats = crate::calibrate::calibrate(&model, data, &cs, progress)?;
-    let r = compute_ranges(
-        &stats,
-        &RangeSettings {
-            method: s.method,
-            ..RangeSettings::default()
-        },
-    )?;
-    let ranges: qtool_passes::Ranges = r
-        .ranges
-        .iter()
-        .filter_map(|(k, v)| match v {
-            TensorRange::PerTensor { min, max } => Some((k.clone(), (*min, *max))),
-            TensorRange::PerChannel { .. } => None,
-        })
-        .collect();
-
-    let mut q = model.clone();
-    let insert = serde_json::json!({
-        "activations": if s.activations_s8 { "i8_symmetric" } else { "u8_asymmetric" },
-        "per_channel": !s.per_tensor,
-        "exclude_regex": s.exclude_regex,
-        "exclude_op_types": s.exclude_op_types,
-    });
-    let mut names: Vec<(&str, serde_json::Value)> = vec![
-        ("remove_identity", serde_json::Value::Null),
-        // Not yet fold_constants (`qtool run` folds by default): with PP-OCR's Constant-node weights
-        // quantized, its QDQ forms differ more from ONNX Runtime than the real-model test allows; that
-        // is being diagnosed (issue #6).
-        ("fold_batchnorm", serde_json::Value::Null),
-        ("insert_qdq", insert),
-    ];
-    if let Some(pass) = s.format.pass_from_qdq() {
-        names.push((pass, serde_json::Value::Null));
+    // The command line's own errors first (the configuration's would name YAML keys).
+    if !model_path.is_file() {
+        bail!("cannot load model {}: no such file", model_path.display());
     }
-    names.push(("eliminate_dead_code", serde_json::Value::Null));
-    let passes = names
-        .iter()
-        .map(|(n, o)| qtool_passes::build(n, o))
-        .collect::<Result<Vec<_>, _>>()?;
-    let reports = qtool_passes::run_passes(
-        &passes,
-        &mut q,
-        &qtool_passes::PassCx {
-            ranges: Some(&ranges),
-        },
-        true,
-    )?;
-    for (name, rep) in &reports {
-        for sk in &rep.skipped {
-            tracing::info!(
-                "{name}: skipped node '{}' ({}): {}",
-                sk.node,
-                sk.op_type,
-                sk.reason
-            );
+    for d in std::iter::once(data).chain(eval) {
+        if !d.exists() {
+            bail!("no such data file or directory: {}", d.display());
         }
     }
     if out.exists() && std::fs::canonicalize(out).ok() == std::fs::canonicalize(model_path).ok() {
@@ -219,43 +154,49 @@ pub fn quantize(
             model_path.display()
         );
     }
-    qtool_onnx::save(
-        &q,
-        out,
-        &qtool_onnx::SaveOptions::default().with_source(model_path),
+    let text = pipeline_yaml(model_path, data, eval, out, s)?;
+    // The configuration is never written; relative paths do not occur in it.
+    let file = std::env::current_dir()
+        .unwrap_or_else(|_| PathBuf::from("."))
+        .join("qtool-quantize.yaml");
+    let p = crate::config::parse(&text, &file, &Default::default())
+        .map_err(|e| anyhow::anyhow!("invalid quantization settings: {e}"))?;
+    let e = crate::run::execute(
+        &p,
+        &RunOptions {
+            threads: s.calib.threads,
+        },
+        &mut |stage, done, total| {
+            if stage == Stage::Calibrate {
+                progress(done, total)
+            }
+        },
     )?;
-
-    // Evaluate: FP32 against the saved model, as it will be deployed.
-    let saved = qtool_onnx::load(out)?;
-    let (fp, qe) = (
-        Executor::new(
-            &model,
-            ExecOptions {
-                threads: s.calib.threads,
-            },
-        )?,
-        Executor::new(
-            &saved,
-            ExecOptions {
-                threads: s.calib.threads,
-            },
-        )?,
-    );
-    let mut source = open_source(&model, &fp, eval.unwrap_or(data), None)?;
-    let n = source.len().unwrap_or(64).min(64);
-    let (mut refs, mut cands) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let Some(sample) = source.get(i)? else { break };
-        refs.push(fp.run(sample.inputs.clone())?);
-        cands.push(qe.run(sample.inputs)?);
-    }
+    let o = e.outputs.first().context("the pipeline made no output")?;
+    let reports = e
+        .pre_reports
+        .iter()
+        .chain(&o.passes)
+        .map(|(n, _, r)| (n.clone(), r.rewritten.len(), r.skipped.len()));
+    let fidelity = o
+        .eval
+        .as_ref()
+        .map(|ev| {
+            ev.outputs
+                .iter()
+                .map(|m| OutputFidelity {
+                    output: m.name.clone(),
+                    sqnr_db: m.error.sqnr_db,
+                    max_abs_err: m.error.max_abs_err,
+                    top1_agreement: m.classifier.as_ref().map(|c| c.top1_agreement),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(QuantizeSummary {
-        calibrated_tensors: stats.tensors.len(),
-        passes: reports
-            .iter()
-            .map(|(n, r)| (n.to_string(), r.rewritten.len(), r.skipped.len()))
-            .collect(),
-        eval_samples: n,
-        fidelity: fidelity(&refs, &cands),
+        calibrated_tensors: e.calibration.as_ref().map_or(0, |c| c.tensors),
+        passes: reports.collect(),
+        eval_samples: e.eval_samples,
+        fidelity,
     })
 }

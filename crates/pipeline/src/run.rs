@@ -228,16 +228,40 @@ fn rel(p: &Pipeline, abs: &Path) -> String {
         .unwrap_or_else(|_| abs.display().to_string())
 }
 
+/// Adds the time since `clock` to `timing[name]` (milliseconds resolution) and restarts the clock.
+fn add_lap(clock: &mut Instant, name: &str, timing: &mut BTreeMap<String, f64>) {
+    let t = clock.elapsed().as_secs_f64();
+    *timing.entry(name.to_string()).or_insert(0.0) += (t * 1000.0).round() / 1000.0;
+    *clock = Instant::now();
+}
+
+/// What [`execute`] produced: the written outputs (evaluated when the configuration asks for it)
+/// and what the report and the manifest are made from.
+pub(crate) struct Executed {
+    pub(crate) pre_reports: Vec<(String, serde_json::Value, qtool_passes::PassReport)>,
+    pub(crate) calibration: Option<CalibrationRecord>,
+    pub(crate) stats_and_ranges: Option<(CalibStats, qtool_calib::Ranges)>,
+    pub(crate) outputs: Vec<OutputResult>,
+    pub(crate) fp32_accuracy: Option<f64>,
+    pub(crate) eval_samples: usize,
+    timing: BTreeMap<String, f64>,
+    clock: Instant,
+}
+
 /// Runs the pipeline. Progress is reported through `progress`.
 pub fn run(p: &Pipeline, opts: &RunOptions, progress: Progress) -> Result<RunResult> {
+    let e = execute(p, opts, progress)?;
+    finish(p, e)
+}
+
+/// The model work of a run, without the report and the manifest (`qtool quantize` is this with one
+/// output): preprocessing, one calibration, every output written, each evaluated against FP32.
+pub(crate) fn execute(p: &Pipeline, opts: &RunOptions, progress: Progress) -> Result<Executed> {
     let spec = &p.spec;
     let mut timing = BTreeMap::new();
     let mut clock = Instant::now();
-    let mut lap = |name: &str, timing: &mut BTreeMap<String, f64>| {
-        let t = clock.elapsed().as_secs_f64();
-        *timing.entry(name.to_string()).or_insert(0.0) += (t * 1000.0).round() / 1000.0;
-        clock = Instant::now();
-    };
+    let mut lap =
+        |name: &str, timing: &mut BTreeMap<String, f64>| add_lap(&mut clock, name, timing);
 
     // The FP32 model and its preprocessing.
     let original = qtool_onnx::load(&p.model)
@@ -434,6 +458,33 @@ pub fn run(p: &Pipeline, opts: &RunOptions, progress: Progress) -> Result<RunRes
         }
         lap("evaluation", &mut timing);
     }
+    Ok(Executed {
+        pre_reports,
+        calibration,
+        stats_and_ranges,
+        outputs,
+        fp32_accuracy,
+        eval_samples,
+        timing,
+        clock,
+    })
+}
+
+/// The report and the manifest of an executed run.
+fn finish(p: &Pipeline, e: Executed) -> Result<RunResult> {
+    let spec = &p.spec;
+    let Executed {
+        pre_reports,
+        calibration,
+        stats_and_ranges,
+        outputs,
+        fp32_accuracy,
+        eval_samples,
+        mut timing,
+        mut clock,
+    } = e;
+    let mut lap =
+        |name: &str, timing: &mut BTreeMap<String, f64>| add_lap(&mut clock, name, timing);
 
     // The report.
     let qtool_version = env!("CARGO_PKG_VERSION").to_string();
@@ -704,7 +755,8 @@ fn report_data(
     }
 }
 
-fn method_name(m: qtool_calib::Method) -> &'static str {
+/// A range method's name in the pipeline file.
+pub(crate) fn method_name(m: qtool_calib::Method) -> &'static str {
     match m {
         qtool_calib::Method::MinMax => "minmax",
         qtool_calib::Method::Percentile => "percentile",

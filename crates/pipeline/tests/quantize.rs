@@ -1,0 +1,255 @@
+//! `qtool quantize` (the library call) is a one-output `qtool run`: the same settings written as a
+//! pipeline file give the same model byte for byte; weights kept in Constant nodes (as Paddle
+//! exports them) are folded and quantized like initializer weights; bad arguments give clear
+//! errors.
+
+use qtool_pipeline::quantize::{Format, QuantizeSettings, quantize};
+use qtool_tensor::Tensor;
+use std::path::{Path, PathBuf};
+
+fn example(file: &str) -> PathBuf {
+    qtool_testkit::workspace_root()
+        .join("examples/tiny_cnn")
+        .join(file)
+}
+
+fn settings(format: Format) -> QuantizeSettings {
+    QuantizeSettings {
+        format,
+        ..Default::default()
+    }
+}
+
+fn run_model(model: &Path, inputs: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    let m = qtool_pipeline::onnx::load(model).unwrap();
+    let ex = qtool_exec::Executor::new(&m, qtool_exec::ExecOptions { threads: Some(1) }).unwrap();
+    ex.run(inputs.to_vec()).unwrap()
+}
+
+/// The first evaluation sample, fed to the example's input.
+fn eval_sample() -> Vec<(String, Tensor)> {
+    let m = qtool_pipeline::onnx::load(example("model.onnx")).unwrap();
+    let g = &m.graph;
+    let input = g.value_name(g.runtime_inputs()[0]).to_string();
+    let all = qtool_data::npy::read_npy(&std::fs::read(example("eval.npy")).unwrap(), "eval.npy")
+        .unwrap();
+    let shape = all.shape().to_vec();
+    let per: usize = shape[1..].iter().product();
+    let data: Vec<f32> = all.to_f64_vec().unwrap()[..per]
+        .iter()
+        .map(|v| *v as f32)
+        .collect();
+    let mut one = shape.clone();
+    one[0] = 1;
+    vec![(input, Tensor::from_vec(&one, data).unwrap())]
+}
+
+#[test]
+fn quantize_writes_what_run_writes_from_the_same_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in [Format::Qdq, Format::Qlinear, Format::Integer] {
+        let direct = dir.path().join(format!("direct.{}.onnx", format.name()));
+        let summary = quantize(
+            &example("model.onnx"),
+            &example("calib.npy"),
+            Some(&example("eval.npy")),
+            &direct,
+            &settings(format),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let names: Vec<&str> = summary.passes.iter().map(|p| p.0.as_str()).collect();
+        let mut want = vec![
+            "remove_identity",
+            "fold_constants",
+            "fold_batchnorm",
+            "insert_qdq",
+        ];
+        if let Some(p) = match format {
+            Format::Qdq => None,
+            Format::Qlinear => Some("qdq_to_qlinear"),
+            Format::Integer => Some("qdq_to_integer"),
+        } {
+            want.push(p);
+        }
+        want.push("eliminate_dead_code");
+        assert_eq!(names, want);
+        assert_eq!(summary.eval_samples, 8);
+        assert!(summary.calibrated_tensors > 0);
+        assert!(!summary.fidelity.is_empty());
+        assert!(summary.fidelity.iter().all(|f| f.sqnr_db > 10.0));
+
+        let yaml = dir.path().join(format!("{}.yaml", format.name()));
+        std::fs::write(
+            &yaml,
+            format!(
+                "model: {}\ndata:\n  calibration:\n    path: {}\n  evaluation:\n    path: {}\n\
+                 calibration:\n  method: minmax\noutputs:\n  - format: {}\n    path: run.{}.onnx\n",
+                example("model.onnx").display(),
+                example("calib.npy").display(),
+                example("eval.npy").display(),
+                format.name(),
+                format.name(),
+            ),
+        )
+        .unwrap();
+        let p = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap();
+        let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
+        assert_eq!(
+            std::fs::read(&direct).unwrap(),
+            std::fs::read(&r.outputs[0].path).unwrap(),
+            "{}: quantize and run wrote different models",
+            format.name()
+        );
+    }
+}
+
+/// Moves every weight (initializer of rank >= 2) into a Constant node, as Paddle exports do.
+const TO_CONSTANTS: &str = r#"
+import sys, onnx
+from onnx import helper, numpy_helper
+m = onnx.load(sys.argv[1])
+g = m.graph
+keep, consts = [], []
+for t in g.initializer:
+    if len(t.dims) >= 2:
+        consts.append(helper.make_node("Constant", [], [t.name], name=t.name + "_const", value=t))
+    else:
+        keep.append(t)
+del g.initializer[:]
+g.initializer.extend(keep)
+nodes = consts + list(g.node)
+del g.node[:]
+g.node.extend(nodes)
+onnx.checker.check_model(m, full_check=True)
+onnx.save(m, sys.argv[2])
+print(len(consts))
+"#;
+
+#[test]
+fn constant_node_weights_are_quantized_like_initializers() {
+    let Some(python) = qtool_testkit::reference_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let consts = dir.path().join("constants.onnx");
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(TO_CONSTANTS)
+        .arg(example("model.onnx"))
+        .arg(&consts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let moved: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(moved >= 3, "the example has Conv and Gemm weights");
+    let m = qtool_pipeline::onnx::load(&consts).unwrap();
+    assert_eq!(
+        m.graph
+            .nodes()
+            .filter(|(_, n)| matches!(n.op(), qtool_pipeline::ir::Op::Constant(_)))
+            .count(),
+        moved
+    );
+
+    let s = settings(Format::Qdq);
+    let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+    quantize(
+        &example("model.onnx"),
+        &example("calib.npy"),
+        None,
+        &a,
+        &s,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let summary = quantize(&consts, &example("calib.npy"), None, &b, &s, &mut |_, _| {}).unwrap();
+    let folded = summary
+        .passes
+        .iter()
+        .find(|p| p.0 == "fold_constants")
+        .unwrap();
+    assert!(folded.1 >= moved, "fold_constants rewrote {}", folded.1);
+
+    // The same quantized weights: no Constant node left, as many int8 initializers, and the same
+    // outputs bit for bit.
+    let qb = qtool_pipeline::onnx::load(&b).unwrap();
+    let qa = qtool_pipeline::onnx::load(&a).unwrap();
+    assert!(
+        !qb.graph
+            .nodes()
+            .any(|(_, n)| matches!(n.op(), qtool_pipeline::ir::Op::Constant(_)))
+    );
+    let int8 = |m: &qtool_pipeline::ir::Model| {
+        m.graph
+            .value_ids()
+            .filter_map(|v| m.graph.initializer(v))
+            .filter(|t| t.dtype == qtool_tensor::DType::I8)
+            .count()
+    };
+    assert_eq!(int8(&qa), int8(&qb));
+    assert!(int8(&qb) >= moved);
+    let x = eval_sample();
+    assert_eq!(run_model(&a, &x), run_model(&b, &x));
+}
+
+#[test]
+fn bad_arguments_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(Format::Qdq);
+    let e = quantize(
+        &dir.path().join("missing.onnx"),
+        &example("calib.npy"),
+        None,
+        &dir.path().join("o.onnx"),
+        &s,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("missing.onnx"), "{e:#}");
+    let e = quantize(
+        &example("model.onnx"),
+        &dir.path().join("nodata.npy"),
+        None,
+        &dir.path().join("o.onnx"),
+        &s,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("nodata.npy"), "{e:#}");
+    // Never over the input model.
+    let copy = dir.path().join("m.onnx");
+    std::fs::copy(example("model.onnx"), &copy).unwrap();
+    let e = quantize(
+        &copy,
+        &example("calib.npy"),
+        None,
+        &copy,
+        &s,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("refusing to overwrite"), "{e:#}");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(example("model.onnx")).unwrap()
+    );
+    // A bad exclusion pattern.
+    let e = quantize(
+        &example("model.onnx"),
+        &example("calib.npy"),
+        None,
+        &dir.path().join("o.onnx"),
+        &QuantizeSettings {
+            exclude_regex: vec!["(".into()],
+            ..settings(Format::Qdq)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("("), "{e:#}");
+}
