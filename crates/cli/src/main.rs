@@ -52,6 +52,10 @@ enum Cmd {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Time every node over N runs (after one warm-up run, inputs not split into samples) and
+        /// print the time per op type and the slowest nodes to stderr.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10")]
+        profile: Option<usize>,
     },
     /// Collect calibration statistics of a model over a data set (one streaming pass, bounded
     /// memory), or compute activation ranges from saved statistics with --from-stats.
@@ -394,10 +398,20 @@ fn run(cli: Cli) -> Result<()> {
             inputs,
             output_dir,
             threads,
+            profile,
         } => {
             let m = qtool_pipeline::onnx::load(&model)
                 .with_context(|| format!("cannot load model {}", model.display()))?;
-            let written = qtool_pipeline::exec::exec_to_dir(&m, &inputs, &output_dir, threads)?;
+            let (written, prof) = qtool_pipeline::exec::exec_to_dir_profiled(
+                &m,
+                &inputs,
+                &output_dir,
+                threads,
+                profile.unwrap_or(0),
+            )?;
+            if let Some(p) = prof {
+                eprint!("{p}");
+            }
             for p in written {
                 println!("{}", p.display());
             }

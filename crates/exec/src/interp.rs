@@ -5,9 +5,11 @@
 
 use crate::error::{ExecError, OpError};
 use crate::ops::{self, Activation, OpCtx, PrepInput, Prepared};
+use crate::profile::Profile;
 use ndarray::{Axis, Slice};
 use qtool_ir::{DimValue, Model, Op, ValueId};
 use qtool_tensor::{DType, Tensor, dispatch_tensor};
+use std::time::Instant;
 
 /// The opset assumed for the default domain when a model imports none.
 const DEFAULT_ONNX_OPSET: i64 = 21;
@@ -371,7 +373,31 @@ impl Executor {
 
     /// Runs the model on named inputs; returns the graph outputs in order.
     pub fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, ExecError> {
-        self.run_inner(inputs, None, &mut RunStats::default())
+        self.run_inner(inputs, None, &mut RunStats::default(), None)
+    }
+
+    /// Runs the model `runs` times (at least once) on the same inputs, timing every node; returns
+    /// the outputs of the last run and the per-node times summed over all runs.
+    pub fn run_profiled(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+        runs: usize,
+    ) -> Result<(Vec<(String, Tensor)>, Profile), ExecError> {
+        let runs = runs.max(1);
+        let mut prof = Profile::default();
+        let mut st = RunStats::default();
+        for _ in 1..runs {
+            let t0 = Instant::now();
+            self.run_inner(inputs.clone(), None, &mut st, Some(&mut prof))?;
+            prof.total += t0.elapsed();
+            prof.runs += 1;
+        }
+        let t0 = Instant::now();
+        let out = self.run_inner(inputs, None, &mut st, Some(&mut prof))?;
+        prof.total += t0.elapsed();
+        prof.runs += 1;
+        prof.finish();
+        Ok((out, prof))
     }
 
     /// Like [`Executor::run`], showing every value to `observer` as it is produced: the given graph
@@ -382,7 +408,7 @@ impl Executor {
         inputs: Vec<(String, Tensor)>,
         observer: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
-        self.run_inner(inputs, Some(observer), &mut RunStats::default())
+        self.run_inner(inputs, Some(observer), &mut RunStats::default(), None)
     }
 
     /// Like [`Executor::run`], also returning counters of the run.
@@ -391,7 +417,7 @@ impl Executor {
         inputs: Vec<(String, Tensor)>,
     ) -> Result<(Vec<(String, Tensor)>, RunStats), ExecError> {
         let mut st = RunStats::default();
-        let out = self.run_inner(inputs, None, &mut st)?;
+        let out = self.run_inner(inputs, None, &mut st, None)?;
         Ok((out, st))
     }
 
@@ -488,8 +514,26 @@ impl Executor {
     fn run_inner(
         &self,
         inputs: Vec<(String, Tensor)>,
+        observer: Option<Observer<'_>>,
+        st: &mut RunStats,
+        prof: Option<&mut Profile>,
+    ) -> Result<Vec<(String, Tensor)>, ExecError> {
+        match observer {
+            // The whole run inside the pool: each node's kernels then start their parallel work
+            // from a pool thread, without a hand-over to the pool (and back) per node.
+            None => self.pool.install(|| self.run_steps(inputs, None, st, prof)),
+            // The observer need not be `Send`: run from the caller's thread, entering the pool per
+            // node.
+            Some(obs) => self.run_steps(inputs, Some(obs), st, prof),
+        }
+    }
+
+    fn run_steps(
+        &self,
+        inputs: Vec<(String, Tensor)>,
         mut observer: Option<Observer<'_>>,
         st: &mut RunStats,
+        mut prof: Option<&mut Profile>,
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
         let mut vals: Vec<Option<Tensor>> = vec![None; self.names.len()];
         let given = self.check_inputs(inputs, &mut vals)?;
@@ -561,6 +605,7 @@ impl Executor {
                     threads: self.threads,
                 };
                 let prepared = s.prepared.as_deref();
+                let t0 = prof.is_some().then(Instant::now);
                 if observer.is_none()
                     && let Some((act, j)) = s.fuse
                     && let Some(r) = self
@@ -574,6 +619,10 @@ impl Executor {
                         .ok_or_else(|| op_err(s, OpError("produced no output".into())))?;
                     drop(args);
                     st.nodes_run += 1;
+                    if let (Some(p), Some(t0)) = (prof.as_deref_mut(), t0) {
+                        let op = format!("{}+{}", s.op.op_type(), self.steps[j].op.op_type());
+                        p.record(si, &s.node, &op, t.shape(), t0.elapsed());
+                    }
                     let o = self.steps[j].outputs[0].expect("fused activation output");
                     vals[o] = Some(t);
                     live += 1;
@@ -596,6 +645,10 @@ impl Executor {
                 };
                 drop(args);
                 st.nodes_run += 1;
+                if let (Some(p), Some(t0)) = (prof.as_deref_mut(), t0) {
+                    let shape = outs.first().map(|t| t.shape()).unwrap_or(&[]);
+                    p.record(si, &s.node, s.op.op_type(), shape, t0.elapsed());
+                }
                 let got = outs.len();
                 let mut outs = outs.into_iter();
                 for (i, o) in s.outputs.iter().enumerate() {

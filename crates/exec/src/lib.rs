@@ -8,8 +8,10 @@
 pub mod error;
 mod interp;
 pub mod ops;
+pub mod profile;
 mod util;
 
 pub use error::{ExecError, OpError};
 pub use interp::{ExecOptions, Executor, RunStats};
 pub use ops::{OpCtx, PrepInput, Prepared, eval, eval_with, is_supported, prepare};
+pub use profile::{NodeTime, OpTypeTime, Profile};

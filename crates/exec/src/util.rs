@@ -127,17 +127,37 @@ pub(crate) fn wrap<T: Element>(a: ArrayD<T>) -> Tensor {
     }
 }
 
+/// Elements per parallel work item of an element-wise kernel over `n` elements, or `None` when the
+/// work is better done inline on the current thread (small input, or a single-thread pool: rayon's
+/// per-element collect is far slower than a plain loop, which the compiler vectorizes).
+fn par_chunk(n: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    (threads > 1 && n >= PAR_THRESHOLD).then(|| (n.div_ceil(threads * 4)).max(4096))
+}
+
 /// Maps every element (in parallel for large inputs).
-pub(crate) fn map_vec<A: Sync, O: Send>(xs: &[A], f: impl Fn(&A) -> O + Sync + Send) -> Vec<O> {
-    if xs.len() >= PAR_THRESHOLD {
-        xs.par_iter().with_min_len(4096).map(f).collect()
-    } else {
-        xs.iter().map(f).collect()
+pub(crate) fn map_vec<A: Sync, O: Send + Clone + Default>(
+    xs: &[A],
+    f: impl Fn(&A) -> O + Sync + Send,
+) -> Vec<O> {
+    match par_chunk(xs.len()) {
+        Some(c) => {
+            let mut out = vec![O::default(); xs.len()];
+            out.par_chunks_mut(c)
+                .zip(xs.par_chunks(c))
+                .for_each(|(o, x)| {
+                    for (o, x) in o.iter_mut().zip(x) {
+                        *o = f(x);
+                    }
+                });
+            out
+        }
+        None => xs.iter().map(f).collect(),
     }
 }
 
 /// Maps an array element-wise into a new array of the same shape.
-pub(crate) fn map_arr<A: Clone + Sync, O: Send>(
+pub(crate) fn map_arr<A: Clone + Sync, O: Send + Clone + Default>(
     a: &ArrayD<A>,
     f: impl Fn(&A) -> O + Sync + Send,
 ) -> ArrayD<O> {
@@ -147,7 +167,7 @@ pub(crate) fn map_arr<A: Clone + Sync, O: Send>(
 
 /// Element-wise binary op with numpy broadcasting. Same-shape, scalar and channel/row broadcasts all
 /// run as tight loops over contiguous runs (dimensions are coalesced; broadcast operands have stride 0).
-pub(crate) fn broadcast_binary<A: Clone + Sync, B: Clone + Sync, O: Send>(
+pub(crate) fn broadcast_binary<A: Clone + Sync, B: Clone + Sync, O: Send + Clone + Default>(
     a: &ArrayD<A>,
     b: &ArrayD<B>,
     f: impl Fn(&A, &B) -> O + Sync + Send,
@@ -198,7 +218,7 @@ fn coalesce(out: &[usize], sa: &[usize], sb: &[usize]) -> (Vec<usize>, Vec<usize
     (d, a, b)
 }
 
-fn binary_kernel<A: Clone + Sync, B: Clone + Sync, O: Send>(
+fn binary_kernel<A: Clone + Sync, B: Clone + Sync, O: Send + Clone + Default>(
     av: &[A],
     ash: &[usize],
     bv: &[B],
@@ -212,14 +232,19 @@ fn binary_kernel<A: Clone + Sync, B: Clone + Sync, O: Send>(
     }
     // Fast paths: same shape, scalar operand.
     if ash == bsh {
-        return if n >= PAR_THRESHOLD {
-            av.par_iter()
-                .zip(bv.par_iter())
-                .with_min_len(4096)
-                .map(|(x, y)| f(x, y))
-                .collect()
-        } else {
-            av.iter().zip(bv).map(|(x, y)| f(x, y)).collect()
+        return match par_chunk(n) {
+            Some(c) => {
+                let mut out = vec![O::default(); n];
+                out.par_chunks_mut(c)
+                    .zip(av.par_chunks(c).zip(bv.par_chunks(c)))
+                    .for_each(|(o, (a, b))| {
+                        for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
+                            *o = f(x, y);
+                        }
+                    });
+                out
+            }
+            None => av.iter().zip(bv).map(|(x, y)| f(x, y)).collect(),
         };
     }
     if bv.len() == 1 && av.len() == n {
@@ -237,8 +262,8 @@ fn binary_kernel<A: Clone + Sync, B: Clone + Sync, O: Send>(
     let inner = dims[r - 1];
     let (ia, ib) = (sa[r - 1], sb[r - 1]);
     let outer_dims = &dims[..r - 1];
-    let row = |ri: usize, out: &mut Vec<O>| {
-        // Offsets of row `ri` (row-major over the outer dims).
+    // Writes row `ri` (row-major over the outer dims) into `out` (`inner` elements).
+    let row = |ri: usize, out: &mut [O]| {
         let (mut oa, mut ob, mut rem) = (0, 0, ri);
         for k in (0..outer_dims.len()).rev() {
             let i = rem % outer_dims[k];
@@ -247,48 +272,54 @@ fn binary_kernel<A: Clone + Sync, B: Clone + Sync, O: Send>(
             ob += i * sb[k];
         }
         match (ia, ib) {
-            (1, 1) => out.extend(
-                av[oa..oa + inner]
-                    .iter()
+            (1, 1) => {
+                for ((o, x), y) in out
+                    .iter_mut()
+                    .zip(&av[oa..oa + inner])
                     .zip(&bv[ob..ob + inner])
-                    .map(|(x, y)| f(x, y)),
-            ),
+                {
+                    *o = f(x, y);
+                }
+            }
             (1, 0) => {
                 let y = &bv[ob];
-                out.extend(av[oa..oa + inner].iter().map(|x| f(x, y)))
+                for (o, x) in out.iter_mut().zip(&av[oa..oa + inner]) {
+                    *o = f(x, y);
+                }
             }
             (0, 1) => {
                 let x = &av[oa];
-                out.extend(bv[ob..ob + inner].iter().map(|y| f(x, y)))
+                for (o, y) in out.iter_mut().zip(&bv[ob..ob + inner]) {
+                    *o = f(x, y);
+                }
             }
-            _ => out.extend((0..inner).map(|j| f(&av[oa + j * ia], &bv[ob + j * ib]))),
+            _ => {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = f(&av[oa + j * ia], &bv[ob + j * ib]);
+                }
+            }
         }
     };
-    let rows = n / inner;
-    if n >= PAR_THRESHOLD && rows > 1 {
-        let per = (4096 / inner).max(1);
-        let chunks: Vec<Vec<O>> = (0..rows.div_ceil(per))
-            .into_par_iter()
-            .map(|c| {
-                let mut v = Vec::with_capacity(per * inner);
-                for ri in c * per..((c + 1) * per).min(rows) {
-                    row(ri, &mut v);
-                }
-                v
-            })
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for c in chunks {
-            out.extend(c);
+    let mut out = vec![O::default(); n];
+    match par_chunk(n) {
+        Some(c) if n / inner > 1 => {
+            // Whole rows per work item.
+            let rows_per = c.div_ceil(inner).max(1);
+            out.par_chunks_mut(rows_per * inner)
+                .enumerate()
+                .for_each(|(ci, o)| {
+                    for (k, o) in o.chunks_mut(inner).enumerate() {
+                        row(ci * rows_per + k, o);
+                    }
+                });
         }
-        out
-    } else {
-        let mut out = Vec::with_capacity(n);
-        for ri in 0..rows {
-            row(ri, &mut out);
+        _ => {
+            for (ri, o) in out.chunks_mut(inner).enumerate() {
+                row(ri, o);
+            }
         }
-        out
     }
+    out
 }
 
 /// Numeric element types (every native tensor type except bool and string).

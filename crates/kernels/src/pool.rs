@@ -192,6 +192,38 @@ pub fn max_pool(
     let work = out.len() * numel(&p.kernel)?;
     for_planes(out, indices, geo.out_size, work, |pi, o, ix| {
         let x = &input[pi * geo.in_size..(pi + 1) * geo.in_size];
+        if let [wh, ww] = &wins[..] {
+            // 2-D: the same window walk without a tap list per output.
+            let w = geo.in_sp[1];
+            let mut ix = ix;
+            let mut j = 0;
+            for th in &wh.taps {
+                for tw in &ww.taps {
+                    let mut best: Option<(f32, usize)> = None;
+                    for &ih in th {
+                        for &iw in tw {
+                            let off = ih * w + iw;
+                            let v = x[off];
+                            match best {
+                                Some((b, _))
+                                    if v.partial_cmp(&b) != Some(std::cmp::Ordering::Greater) => {}
+                                _ => best = Some((v, off)),
+                            }
+                        }
+                    }
+                    let (v, i) = match best {
+                        Some((v, off)) => (v, (pi * geo.in_size + off) as i64),
+                        None => (f32::NEG_INFINITY, -1),
+                    };
+                    o[j] = v;
+                    if let Some(ix) = ix.as_deref_mut() {
+                        ix[j] = i;
+                    }
+                    j += 1;
+                }
+            }
+            return;
+        }
         let mut oidx = vec![0usize; geo.out_sp.len()];
         let mut ix = ix;
         for j in 0..geo.out_size {
@@ -243,6 +275,29 @@ pub fn average_pool(
     let work = out.len() * numel(&p.kernel)?;
     for_planes::<()>(out, None, geo.out_size, work, |pi, o, _| {
         let x = &input[pi * geo.in_size..(pi + 1) * geo.in_size];
+        if let [wh, ww] = &wins[..] {
+            // 2-D: the same sums in the same order without a tap list per output.
+            let w = geo.in_sp[1];
+            let mut j = 0;
+            for (th, &ch) in wh.taps.iter().zip(&wh.padded_count) {
+                for (tw, &cw) in ww.taps.iter().zip(&ww.padded_count) {
+                    let mut sum = 0f32;
+                    for &ih in th {
+                        for &iw in tw {
+                            sum += x[ih * w + iw];
+                        }
+                    }
+                    let count = if count_include_pad {
+                        ch * cw
+                    } else {
+                        th.len() * tw.len()
+                    };
+                    o[j] = sum / count as f32;
+                    j += 1;
+                }
+            }
+            return;
+        }
         let mut oidx = vec![0usize; geo.out_sp.len()];
         for v in o.iter_mut() {
             let taps: Vec<&[usize]> = wins
@@ -322,6 +377,60 @@ mod tests {
 
     fn iota(n: usize, from: f32) -> Vec<f32> {
         (0..n).map(|i| from + i as f32).collect()
+    }
+
+    /// The 2-D fast paths give bit-identical results (values, indices) to the general N-d walk,
+    /// reached here through the same pooling with a leading spatial axis of size 1.
+    #[test]
+    fn two_d_paths_match_the_general_walk() {
+        let mut rng = crate::testutil::Rng::new(11);
+        for case in 0..40 {
+            let (n, c) = (rng.range(1, 2), rng.range(1, 3));
+            let (h, w) = (rng.range(1, 9), rng.range(1, 9));
+            let (kh, kw) = (rng.range(1, 3), rng.range(1, 3));
+            let pads = vec![
+                rng.range(0, 1),
+                rng.range(0, 1),
+                rng.range(0, 1),
+                rng.range(0, 1),
+            ];
+            let p2 = PoolParams {
+                kernel: vec![kh, kw],
+                strides: vec![rng.range(1, 2), rng.range(1, 2)],
+                dilations: vec![rng.range(1, 2), 1],
+                pads: pads.clone(),
+                ceil_mode: rng.bool(),
+            };
+            let p3 = PoolParams {
+                kernel: vec![1, kh, kw],
+                strides: vec![1, p2.strides[0], p2.strides[1]],
+                dilations: vec![1, p2.dilations[0], p2.dilations[1]],
+                pads: vec![0, pads[0], pads[1], 0, pads[2], pads[3]],
+                ceil_mode: p2.ceil_mode,
+            };
+            let s2 = [n, c, h, w];
+            let s3 = [n, c, 1, h, w];
+            let Ok(o2) = pool_output_shape(&s2, &p2) else {
+                continue;
+            };
+            let mut x = rng.vec(n * c * h * w);
+            if case % 5 == 0 {
+                x[0] = f32::NAN;
+            }
+            let len = numel(&o2).unwrap();
+            let (mut a, mut b) = (vec![0f32; len], vec![0f32; len]);
+            let (mut ia, mut ib) = (vec![0i64; len], vec![0i64; len]);
+            max_pool(&x, &s2, &p2, &mut a, Some(&mut ia)).unwrap();
+            max_pool(&x, &s3, &p3, &mut b, Some(&mut ib)).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "max values, case {case} {p2:?}");
+            assert_eq!(ia, ib, "max indices, case {case} {p2:?}");
+            for cip in [false, true] {
+                average_pool(&x, &s2, &p2, cip, &mut a).unwrap();
+                average_pool(&x, &s3, &p3, cip, &mut b).unwrap();
+                assert_eq!(bits(&a), bits(&b), "average, case {case} {p2:?} cip {cip}");
+            }
+        }
     }
 
     fn maxpool(x: &[f32], shape: &[usize], p: &PoolParams) -> (Vec<usize>, Vec<f32>, Vec<i64>) {

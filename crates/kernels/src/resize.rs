@@ -465,6 +465,42 @@ pub fn resize(
     // Parallel over output rows (all axes but the last).
     let row = output_shape.last().copied().unwrap_or(1).max(1);
     let outer = &output_shape[..rank.saturating_sub(1)];
+    // Every tap a single source element (nearest, no extrapolation): a gather through one offset
+    // table per axis, the same values `interpolate` copies.
+    let single: Option<Vec<Vec<usize>>> = (rank > 0)
+        .then(|| {
+            taps.iter()
+                .zip(&strides)
+                .map(|(ax, &st)| {
+                    ax.iter()
+                        .map(|t| match t {
+                            Taps::Weights(w) if w.len() == 1 => Some(w[0].0 * st),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<usize>>>()
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .flatten();
+    if let Some(offs) = single {
+        let last = &offs[rank - 1];
+        let gather_row = |(r, o): (usize, &mut [f32])| {
+            let (mut base, mut rem) = (0, r);
+            for a in (0..outer.len()).rev() {
+                base += offs[a][rem % outer[a]];
+                rem /= outer[a];
+            }
+            for (v, &k) in o.iter_mut().zip(last) {
+                *v = input[base + k];
+            }
+        };
+        if out.len() >= PAR_MIN_FLOPS / 4 && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(row).enumerate().for_each(gather_row);
+        } else {
+            out.chunks_mut(row).enumerate().for_each(gather_row);
+        }
+        return Ok(());
+    }
     let fill_row = |(r, o): (usize, &mut [f32])| {
         let mut oidx = vec![0usize; rank];
         let mut rem = r;

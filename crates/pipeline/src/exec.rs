@@ -127,9 +127,27 @@ pub fn exec_to_dir(
     out_dir: &Path,
     threads: Option<usize>,
 ) -> Result<Vec<PathBuf>> {
+    exec_to_dir_profiled(model, inputs, out_dir, threads, 0).map(|(w, _)| w)
+}
+
+/// [`exec_to_dir`]; with `profile_runs > 0`, one warm-up run and then `profile_runs` timed runs
+/// (unbatched), whose per-node profile is returned beside the written paths.
+pub fn exec_to_dir_profiled(
+    model: &Model,
+    inputs: &[InputArg],
+    out_dir: &Path,
+    threads: Option<usize>,
+    profile_runs: usize,
+) -> Result<(Vec<PathBuf>, Option<qtool_exec::Profile>)> {
     let exec = Executor::new(model, ExecOptions { threads })?;
     let tensors = load_inputs(&exec, inputs)?;
-    let outputs = exec.run_batched(tensors)?;
+    let (outputs, profile) = if profile_runs > 0 {
+        exec.run(tensors.clone())?;
+        let (o, p) = exec.run_profiled(tensors, profile_runs)?;
+        (o, Some(p))
+    } else {
+        (exec.run_batched(tensors)?, None)
+    };
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut written = Vec::new();
@@ -139,5 +157,5 @@ pub fn exec_to_dir(
         crate::write_atomic(&path, &bytes)?;
         written.push(path);
     }
-    Ok(written)
+    Ok((written, profile))
 }

@@ -345,6 +345,16 @@ fn clip(
             v
         })))
     }
+    if let Tensor::F32(a) = x {
+        // Missing bounds as infinities: the same result (NaN stays NaN), and a select the
+        // compiler turns into vector min/max instead of a data-dependent branch per element.
+        let lo = bound::<f32>(opt(inputs, 1), "min")?.unwrap_or(f32::NEG_INFINITY);
+        let hi = bound::<f32>(opt(inputs, 2), "max")?.unwrap_or(f32::INFINITY);
+        return Ok(Tensor::F32(map_arr(a, |&v| {
+            let v = if v < lo { lo } else { v };
+            if v > hi { hi } else { v }
+        })));
+    }
     num_dispatch!(x, a => go(a, inputs), Err(bad_type("Clip", x)))
 }
 

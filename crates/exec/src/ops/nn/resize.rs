@@ -395,6 +395,36 @@ fn gather<T: Element>(x: &ArrayD<T>, maps: &[Vec<i64>], out_shape: &[usize], fil
         .collect();
     let n: usize = out_shape.iter().product();
     let mut out = Vec::with_capacity(n);
+    if rank > 0 {
+        // Row by row: the outer axes give a base offset, the last axis a table of offsets.
+        let inner = out_shape[rank - 1];
+        let last = &offs[rank - 1];
+        let outer = &out_shape[..rank - 1];
+        let mut idx = vec![0usize; rank - 1];
+        for _ in 0..n.checked_div(inner).unwrap_or(0) {
+            let base: i64 = (0..rank - 1).map(|a| offs[a][idx[a]]).sum();
+            if base < 0 {
+                out.extend(std::iter::repeat_n(fill.clone(), inner));
+            } else {
+                out.extend(last.iter().map(|&k| {
+                    let off = base + k;
+                    if off < 0 {
+                        fill.clone()
+                    } else {
+                        src[off as usize].clone()
+                    }
+                }));
+            }
+            for a in (0..rank - 1).rev() {
+                idx[a] += 1;
+                if idx[a] < outer[a] {
+                    break;
+                }
+                idx[a] = 0;
+            }
+        }
+        return ArrayD::from_shape_vec(IxDyn(out_shape), out).expect("sizes");
+    }
     let mut idx = vec![0usize; rank];
     for _ in 0..n {
         let off: i64 = (0..rank).map(|a| offs[a][idx[a]]).sum();
