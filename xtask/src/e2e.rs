@@ -966,7 +966,7 @@ fn judge_output(o: &Value, label: &str, a: &mut Agreement) {
             // the graph with less rounding (OpenVINO's low-precision transformations): qtool's
             // report is then conservative for it, which is what the bound protects.
             let own = o["runtime_rel_l2_fp32"].as_f64().unwrap_or(f64::INFINITY);
-            if own <= q {
+            if f > MAX_FRACTION_OF_QUANT_ERROR && own <= q {
                 a.notes.push(format!(
                     "{label}, output {name}: {f:.2}x qtool's quantization error from qtool, but closer to FP32 than qtool (rel {own:.2e} vs {q:.2e}): within the bound"
                 ));
