@@ -171,8 +171,13 @@ fn compare_model(python: &Path, qtool: &Path, p: &Prepared, work: &Path) -> Resu
     let dir = work.join(&p.model);
     std::fs::create_dir_all(&dir)?;
     eprintln!("compare: {}: ONNX Runtime's static configurations", p.model);
+    // quant_pre_process writes a temporary `sym_shape_infer_temp.onnx` into its working
+    // directory: keep it under target/compare, not in the checkout.
+    let ort_dir = dir.join("ort");
+    std::fs::create_dir_all(&ort_dir)?;
     let configs = json_lines(
         crate::py::script_command(python, SCRIPT)
+            .current_dir(&ort_dir)
             .arg("quantize")
             .arg("--model")
             .arg(&p.onnx)
