@@ -34,10 +34,10 @@ import numpy as np
 import onnx
 import onnxruntime
 from onnxruntime.quantization.calibrate import (
-    CalibrationDataReader,
     CalibrationMethod,
     create_calibrator,
 )
+from ort_reader import SampleReader
 from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
 
@@ -50,18 +50,6 @@ def load_samples(path):
     return [by_index[i] for i in sorted(by_index)]
 
 
-class Reader(CalibrationDataReader):
-    def __init__(self, samples):
-        self.samples = samples
-        self.i = 0
-
-    def get_next(self):
-        if self.i >= len(self.samples):
-            return None
-        self.i += 1
-        return self.samples[self.i - 1]
-
-
 def f32(v):
     return float(np.float32(np.asarray(v).reshape(-1)[0]))
 
@@ -70,7 +58,7 @@ def calibrate(model, samples, method, extra, tmp, hists_out=None):
     aug = os.path.join(tmp, f"aug_{method.name}.onnx")
     cal = create_calibrator(model, None, aug, calibrate_method=method, extra_options=extra)
     cal.set_execution_providers(["CPUExecutionProvider"])
-    cal.collect_data(Reader(samples))
+    cal.collect_data(SampleReader(samples))
     data = cal.compute_data()
     hists = cal.collector.histogram_dict if getattr(cal, "collector", None) else {}
     # The tensors ORT selects, on the model as loaded (the calibrator's own model is augmented).

@@ -30,7 +30,6 @@ import sys
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import (
-    CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
     QuantType,
@@ -38,23 +37,9 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from ort_reader import SampleReader
+
 ALL = ["qdq_tensor", "qdq_channel", "qop_tensor", "qop_channel", "dynamic", "dynamic_u8"]
-
-
-class Reader(CalibrationDataReader):
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        n = min(a.shape[0] for a in arrays.values())
-        self.samples = [{k: v[i : i + 1] for k, v in arrays.items()} for i in range(n)]
-        self.pos = 0
-
-    def get_next(self):
-        if self.pos >= len(self.samples):
-            return None
-        self.pos += 1
-        return self.samples[self.pos - 1]
-
-    def rewind(self):
-        self.pos = 0
 
 
 def quantize(model: str, out: str, variant: str, arrays: dict[str, np.ndarray]) -> None:
@@ -66,7 +51,7 @@ def quantize(model: str, out: str, variant: str, arrays: dict[str, np.ndarray]) 
     quantize_static(
         model,
         out,
-        Reader(arrays),
+        SampleReader.from_arrays(arrays),
         quant_format=fmt,
         per_channel=variant.endswith("channel"),
         activation_type=QuantType.QUInt8,

@@ -346,27 +346,10 @@ def prepare(args):
 # ----------------------------------------------------------------------------- quantize
 
 
-class Reader:
-    def __init__(self, x, name):
-        self.samples = [{name: x[i : i + 1]} for i in range(x.shape[0])]
-        self.pos = 0
-
-    def get_next(self):
-        if self.pos >= len(self.samples):
-            return None
-        self.pos += 1
-        return self.samples[self.pos - 1]
-
-    def rewind(self):
-        self.pos = 0
-
-
 def quantize(args):
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class R(Reader, CalibrationDataReader):
-        pass
+    from ort_reader import SampleReader
 
     logging.getLogger().setLevel(logging.ERROR)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -415,7 +398,7 @@ def quantize(args):
                     quantize_static(
                         src,
                         out,
-                        R(x, name),
+                        SampleReader.from_arrays({name: x}),
                         quant_format=QuantFormat.QDQ,
                         per_channel=per_channel,
                         reduce_range=False,

@@ -111,27 +111,37 @@ enum Cmd {
     /// Prints a table (per-output metrics and the worst layers); --json writes everything,
     /// --html a self-contained report. Metrics and the per-layer matching rule: docs/report.md.
     Eval(eval::EvalArgs),
-    /// Quantize an FP32 model: calibrate on --data, insert Q/DQ from the ranges (weights int8
-    /// symmetric per channel, activations uint8 asymmetric by default), convert to the format, save
-    /// atomically, and print how much each output lost against FP32 (SQNR, top-1 agreement).
+    /// Quantize an FP32 model: calibrate on --data (or read saved statistics with --stats), insert
+    /// Q/DQ from the ranges, convert to the format, save atomically, and print how much each output
+    /// lost against FP32 (SQNR, top-1 agreement).
+    ///
+    /// Defaults: QDQ format, the entropy range method, weights int8 symmetric per output channel,
+    /// activations uint8 asymmetric, standard ONNX ops only. The same settings as a `qtool run`
+    /// pipeline file make the same model byte for byte. `--format dynamic` needs no data:
+    /// activations are quantized at run time (DynamicQuantizeLinear + ConvInteger/MatMulInteger).
     Quantize {
         /// The FP32 ONNX model.
         model: PathBuf,
         /// Calibration data (.npy, .npz, a directory of .npy, ONNX test-data sets, or images).
+        /// With --stats it only evaluates; --format dynamic needs none.
         #[arg(long)]
-        data: PathBuf,
-        /// Evaluation data (default: the calibration data, at most 64 samples).
+        data: Option<PathBuf>,
+        /// Evaluation data (default: --data, at most 64 samples; without either, no evaluation).
         #[arg(long)]
         eval: Option<PathBuf>,
         /// The quantized model to write (never the input).
         #[arg(short = 'o', long)]
         output: PathBuf,
-        /// qdq, qlinear (QLinearConv/QLinearMatMul) or integer (ConvInteger/MatMulInteger + float bias).
+        /// qdq (QuantizeLinear/DequantizeLinear around float ops), qlinear (QLinearConv /
+        /// QLinearMatMul), integer (ConvInteger / MatMulInteger + float rescale and bias, static
+        /// activation ranges) or dynamic (DynamicQuantizeLinear + ConvInteger / MatMulInteger,
+        /// activation ranges computed at run time: no calibration).
         #[arg(long, default_value = "qdq")]
         format: qtool_pipeline::quantize::Format,
-        /// Range method: minmax, percentile, entropy or mse.
-        #[arg(long, default_value = "minmax")]
-        method: String,
+        /// Range method: minmax, percentile, entropy or mse [default: entropy, chosen by measured
+        /// fidelity: docs/calibration.md]. Not for --format dynamic.
+        #[arg(long)]
+        method: Option<String>,
         /// Activations: u8 (asymmetric) or s8 (symmetric).
         #[arg(long, default_value = "u8")]
         activations: String,
@@ -144,6 +154,15 @@ enum Cmd {
         /// Leave these op types in float (comma separated).
         #[arg(long, value_delimiter = ',')]
         exclude_op_types: Vec<String>,
+        /// Also use ONNX Runtime's com.microsoft ops where the format has them (qlinear:
+        /// QLinearAdd/Mul/Concat/GlobalAveragePool/...; dynamic: DynamicQuantizeMatMul). The output
+        /// then runs in ONNX Runtime only (not OpenVINO).
+        #[arg(long)]
+        contrib: bool,
+        /// Take the activation ranges from this statistics file (written by `qtool calibrate -o`)
+        /// instead of running the model on --data; any --method works when the file has histograms.
+        #[arg(long, value_name = "STATS")]
+        stats: Option<PathBuf>,
         /// Use at most N calibration samples.
         #[arg(long)]
         samples: Option<usize>,
@@ -309,6 +328,8 @@ fn run(cli: Cli) -> Result<()> {
             per_tensor,
             exclude_nodes,
             exclude_op_types,
+            contrib,
+            stats,
             samples,
             threads,
         } => {
@@ -320,11 +341,16 @@ fn run(cli: Cli) -> Result<()> {
             };
             let settings = qz::QuantizeSettings {
                 format,
-                method: qtool_pipeline::calibrate::parse_method(&method)?,
+                method: method
+                    .as_deref()
+                    .map(qtool_pipeline::calibrate::parse_method)
+                    .transpose()?,
                 activations_s8,
                 per_tensor,
                 exclude_regex: exclude_nodes,
                 exclude_op_types,
+                contrib,
+                stats: stats.clone(),
                 calib: qtool_pipeline::calibrate::CalibrateSettings {
                     samples,
                     threads,
@@ -338,9 +364,9 @@ fn run(cli: Cli) -> Result<()> {
                 )
                 .expect("valid template"),
             );
-            let summary = qz::quantize(
+            let summary = qz::quantize_with(
                 &model,
-                &data,
+                data.as_deref(),
                 eval.as_deref(),
                 &output,
                 &settings,
@@ -352,13 +378,28 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             bar.finish_and_clear();
-            println!(
-                "calibrated {} tensors; wrote {}",
-                summary.calibrated_tensors,
-                output.display()
-            );
+            match (&stats, format) {
+                (_, qz::Format::Dynamic) => {
+                    println!("dynamic (no calibration); wrote {}", output.display())
+                }
+                (Some(st), _) => println!(
+                    "ranges of {} tensors from {}; wrote {}",
+                    summary.calibrated_tensors,
+                    st.display(),
+                    output.display()
+                ),
+                (None, _) => println!(
+                    "calibrated {} tensors; wrote {}",
+                    summary.calibrated_tensors,
+                    output.display()
+                ),
+            }
             for (name, rewritten, skipped) in &summary.passes {
                 println!("  pass {name:<20} rewrote {rewritten:>4}, skipped {skipped:>4}");
+            }
+            if summary.fidelity.is_empty() {
+                println!("not evaluated (give --data or --eval to compare against FP32)");
+                return Ok(());
             }
             println!("FP32 vs quantized on {} samples:", summary.eval_samples);
             println!(

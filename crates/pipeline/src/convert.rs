@@ -42,6 +42,7 @@ impl From<Format> for Target {
             Format::Qdq => Target::Qdq,
             Format::Qlinear => Target::Qlinear,
             Format::Integer => Target::Integer,
+            Format::Dynamic => Target::Dynamic,
         }
     }
 }

@@ -278,6 +278,7 @@ fn per_layer_matching_follows_what_our_passes_write_in_every_format() {
                 assert_eq!(x.kind, CounterpartKind::Integer, "{format:?}");
                 assert_eq!(x.counterpart, "x_QuantizeLinear_Output");
             }
+            Format::Dynamic => unreachable!("not in this loop"),
         }
         // The graph output is quantized too (Softmax is a quantized op): its integer tensor is
         // matched, whose dequantized value is the candidate's output itself.

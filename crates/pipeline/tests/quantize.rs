@@ -1,7 +1,8 @@
 //! `qtool quantize` (the library call) is a one-output `qtool run`: the same settings written as a
-//! pipeline file give the same model byte for byte; weights kept in Constant nodes (as Paddle
-//! exports them) are folded and quantized like initializer weights; bad arguments give clear
-//! errors.
+//! pipeline file give the same model byte for byte (defaults included); weights kept in Constant
+//! nodes (as Paddle exports them) are folded and quantized like initializer weights; dynamic
+//! quantization needs no data; `contrib` reaches the conversion pass; saved statistics give the
+//! same model as calibrating on the data they came from; bad arguments give clear errors.
 
 use qtool_pipeline::quantize::{Format, QuantizeSettings, quantize};
 use qtool_tensor::Tensor;
@@ -69,6 +70,7 @@ fn quantize_writes_what_run_writes_from_the_same_settings() {
             Format::Qdq => None,
             Format::Qlinear => Some("qdq_to_qlinear"),
             Format::Integer => Some("qdq_to_integer"),
+            Format::Dynamic => unreachable!("not in this loop"),
         } {
             want.push(p);
         }
@@ -84,7 +86,7 @@ fn quantize_writes_what_run_writes_from_the_same_settings() {
             &yaml,
             format!(
                 "model: {}\ndata:\n  calibration:\n    path: {}\n  evaluation:\n    path: {}\n\
-                 calibration:\n  method: minmax\noutputs:\n  - format: {}\n    path: run.{}.onnx\n",
+                 outputs:\n  - format: {}\n    path: run.{}.onnx\n",
                 example("model.onnx").display(),
                 example("calib.npy").display(),
                 example("eval.npy").display(),
@@ -252,4 +254,336 @@ fn bad_arguments_give_clear_errors() {
     )
     .unwrap_err();
     assert!(format!("{e:#}").contains("("), "{e:#}");
+}
+
+/// The op types of a model (`domain::op_type` outside the default domain).
+fn op_types(path: &Path) -> Vec<String> {
+    let m = qtool_pipeline::onnx::load(path).unwrap();
+    qtool_pipeline::inspect(&m).ops.into_keys().collect()
+}
+
+#[test]
+fn dynamic_needs_no_data_and_refuses_calibration_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dyn.onnx");
+    let s = settings(Format::Dynamic);
+    let summary = qtool_pipeline::quantize::quantize_with(
+        &example("model.onnx"),
+        None,
+        None,
+        &out,
+        &s,
+        &mut |_, _| panic!("dynamic quantization does not calibrate"),
+    )
+    .unwrap();
+    assert_eq!(summary.calibrated_tensors, 0);
+    assert!(summary.fidelity.is_empty(), "no data, no evaluation");
+    assert!(summary.passes.iter().any(|p| p.0 == "quantize_dynamic"));
+    let ops = op_types(&out);
+    assert!(ops.iter().any(|o| o == "DynamicQuantizeLinear"), "{ops:?}");
+    assert!(ops.iter().any(|o| o == "ConvInteger"), "{ops:?}");
+    assert!(!ops.iter().any(|o| o == "QuantizeLinear"), "{ops:?}");
+
+    // With evaluation data it is compared against FP32; op-type exclusions reach the dynamic pass.
+    let out2 = dir.path().join("dyn2.onnx");
+    let summary = quantize(
+        &example("model.onnx"),
+        &example("calib.npy"),
+        Some(&example("eval.npy")),
+        &out2,
+        &QuantizeSettings {
+            exclude_op_types: vec!["Conv".into()],
+            ..settings(Format::Dynamic)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(!summary.fidelity.is_empty());
+    assert!(summary.fidelity.iter().all(|f| f.sqnr_db > 10.0));
+    let ops = op_types(&out2);
+    assert!(!ops.iter().any(|o| o == "ConvInteger"), "{ops:?}");
+    assert!(ops.iter().any(|o| o == "Conv"), "{ops:?}");
+    assert!(ops.iter().any(|o| o == "MatMulInteger"), "{ops:?}");
+
+    // Settings dynamic quantization would ignore are refused.
+    for (bad, what) in [
+        (
+            QuantizeSettings {
+                method: Some(qtool_pipeline::calib::Method::Entropy),
+                ..settings(Format::Dynamic)
+            },
+            "--method",
+        ),
+        (
+            QuantizeSettings {
+                activations_s8: true,
+                ..settings(Format::Dynamic)
+            },
+            "--activations",
+        ),
+        (
+            QuantizeSettings {
+                stats: Some(dir.path().join("any.stats")),
+                ..settings(Format::Dynamic)
+            },
+            "--stats",
+        ),
+    ] {
+        let e = qtool_pipeline::quantize::quantize_with(
+            &example("model.onnx"),
+            None,
+            None,
+            &dir.path().join("x.onnx"),
+            &bad,
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains(what), "{what}: {e:#}");
+    }
+    // A static format without data or statistics names both ways out.
+    let e = qtool_pipeline::quantize::quantize_with(
+        &example("model.onnx"),
+        None,
+        None,
+        &dir.path().join("x.onnx"),
+        &settings(Format::Qdq),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    let m = format!("{e:#}");
+    assert!(m.contains("--data") && m.contains("--stats"), "{m}");
+}
+
+#[test]
+fn contrib_reaches_the_conversion() {
+    let dir = tempfile::tempdir().unwrap();
+    // Dynamic: MatMul/Gemm become ONNX Runtime's DynamicQuantizeMatMul.
+    let out = dir.path().join("dyn_contrib.onnx");
+    quantize(
+        &example("model.onnx"),
+        &example("calib.npy"),
+        None,
+        &out,
+        &QuantizeSettings {
+            contrib: true,
+            ..settings(Format::Dynamic)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let ops = op_types(&out);
+    assert!(
+        ops.iter()
+            .any(|o| o == "com.microsoft::DynamicQuantizeMatMul"),
+        "{ops:?}"
+    );
+    let text = qtool_pipeline::quantize::pipeline_yaml(
+        &example("model.onnx"),
+        Some(&example("calib.npy")),
+        None,
+        &out,
+        &QuantizeSettings {
+            contrib: true,
+            ..settings(Format::Qlinear)
+        },
+    )
+    .unwrap();
+    assert!(text.contains("contrib: true"), "{text}");
+    // QDQ has no contrib variant: a clear error, nothing written.
+    let qdq = dir.path().join("qdq_contrib.onnx");
+    let e = quantize(
+        &example("model.onnx"),
+        &example("calib.npy"),
+        None,
+        &qdq,
+        &QuantizeSettings {
+            contrib: true,
+            ..settings(Format::Qdq)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("contrib"), "{e:#}");
+    assert!(!qdq.exists());
+    // qlinear: whatever the qdq_to_qlinear pass of this build does with `contrib: true` (write
+    // com.microsoft ops, or refuse it by name), `qtool quantize` does the same as `qtool run`.
+    let ql = dir.path().join("ql_contrib.onnx");
+    let direct = quantize(
+        &example("model.onnx"),
+        &example("calib.npy"),
+        None,
+        &ql,
+        &QuantizeSettings {
+            contrib: true,
+            ..settings(Format::Qlinear)
+        },
+        &mut |_, _| {},
+    );
+    let yaml = dir.path().join("ql.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "model: {}\ndata:\n  calibration:\n    path: {}\n\
+             outputs:\n  - format: qlinear\n    contrib: true\n    path: run.onnx\n",
+            example("model.onnx").display(),
+            example("calib.npy").display(),
+        ),
+    )
+    .unwrap();
+    match (
+        direct,
+        qtool_pipeline::config::load(&yaml, &Default::default()),
+    ) {
+        (Ok(_), Ok(p)) => {
+            let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
+            assert_eq!(
+                std::fs::read(&ql).unwrap(),
+                std::fs::read(&r.outputs[0].path).unwrap()
+            );
+            let ops = op_types(&ql);
+            assert!(
+                ops.iter().any(|o| o.starts_with("com.microsoft::")),
+                "contrib: true but no com.microsoft op: {ops:?}"
+            );
+        }
+        (Err(e), Err(c)) => {
+            let (e, c) = (format!("{e:#}"), c.to_string());
+            assert!(e.contains("contrib"), "{e}");
+            assert!(c.contains("contrib"), "{c}");
+            assert!(!ql.exists());
+        }
+        (d, c) => panic!(
+            "quantize and run disagree on qlinear + contrib: {:?} vs {:?}",
+            d.err().map(|e| format!("{e:#}")),
+            c.err().map(|e| e.to_string())
+        ),
+    }
+}
+
+#[test]
+fn saved_statistics_give_the_model_their_data_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    // The statistics of a calibration over the example's data (histograms kept).
+    let yaml = dir.path().join("stats.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "model: {}\ndata:\n  calibration:\n    path: {}\n\
+             calibration:\n  method: entropy\n  save_stats: calib.stats\n\
+             outputs:\n  - format: qdq\n    path: unused.onnx\nevaluation:\n  enabled: false\n",
+            example("model.onnx").display(),
+            example("calib.npy").display(),
+        ),
+    )
+    .unwrap();
+    let p = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap();
+    qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
+    let stats = dir.path().join("calib.stats");
+    assert!(stats.is_file());
+
+    for method in [
+        qtool_pipeline::calib::Method::MinMax,
+        qtool_pipeline::calib::Method::Percentile,
+        qtool_pipeline::calib::Method::Entropy,
+        qtool_pipeline::calib::Method::Mse,
+    ] {
+        let s = QuantizeSettings {
+            method: Some(method),
+            ..settings(Format::Qdq)
+        };
+        let from_data = dir.path().join(format!("data_{method:?}.onnx"));
+        quantize(
+            &example("model.onnx"),
+            &example("calib.npy"),
+            None,
+            &from_data,
+            &s,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        // No data at all: nothing runs the model, nothing evaluates.
+        let from_stats = dir.path().join(format!("stats_{method:?}.onnx"));
+        let summary = qtool_pipeline::quantize::quantize_with(
+            &example("model.onnx"),
+            None,
+            None,
+            &from_stats,
+            &QuantizeSettings {
+                stats: Some(stats.clone()),
+                ..s.clone()
+            },
+            &mut |_, _| panic!("statistics given: no calibration run"),
+        )
+        .unwrap();
+        assert!(summary.calibrated_tensors > 0);
+        assert!(summary.fidelity.is_empty());
+        assert_eq!(
+            std::fs::read(&from_data).unwrap(),
+            std::fs::read(&from_stats).unwrap(),
+            "{method:?}: statistics and data gave different models"
+        );
+    }
+    // With --data next to --stats, the data only evaluates.
+    let summary = qtool_pipeline::quantize::quantize_with(
+        &example("model.onnx"),
+        Some(&example("eval.npy")),
+        None,
+        &dir.path().join("eval.onnx"),
+        &QuantizeSettings {
+            stats: Some(stats.clone()),
+            ..settings(Format::Integer)
+        },
+        &mut |_, _| panic!("statistics given: no calibration run"),
+    )
+    .unwrap();
+    assert_eq!(summary.eval_samples, 8);
+    assert!(summary.fidelity.iter().all(|f| f.sqnr_db > 10.0));
+
+    // Statistics of another model, and a file that is no statistics file: clear errors.
+    let other = dir.path().join("other.stats");
+    let oyaml = dir.path().join("other.yaml");
+    std::fs::write(
+        &oyaml,
+        format!(
+            "model: {}\ndata:\n  calibration:\n    path: {}\n\
+             calibration:\n  save_stats: other.stats\n\
+             outputs:\n  - format: qdq\n    path: unused2.onnx\nevaluation:\n  enabled: false\n",
+            qtool_testkit::workspace_root()
+                .join("examples/digits/model.onnx")
+                .display(),
+            qtool_testkit::workspace_root()
+                .join("examples/digits/calib.npy")
+                .display(),
+        ),
+    )
+    .unwrap();
+    let p = qtool_pipeline::config::load(&oyaml, &Default::default()).unwrap();
+    qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
+    let e = qtool_pipeline::quantize::quantize_with(
+        &example("model.onnx"),
+        None,
+        None,
+        &dir.path().join("x.onnx"),
+        &QuantizeSettings {
+            stats: Some(other),
+            ..settings(Format::Qdq)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("not of this model"), "{e:#}");
+    let e = qtool_pipeline::quantize::quantize_with(
+        &example("model.onnx"),
+        None,
+        None,
+        &dir.path().join("x.onnx"),
+        &QuantizeSettings {
+            stats: Some(example("calib.npy")),
+            ..settings(Format::Qdq)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("calib.npy"), "{e:#}");
+    assert!(!dir.path().join("x.onnx").exists());
 }
