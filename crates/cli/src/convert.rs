@@ -16,7 +16,8 @@ pub struct ConvertArgs {
     /// or dynamic (from a float model: weights int8, activations quantized at run time).
     #[arg(long)]
     to: Target,
-    /// Allow ONNX Runtime's com.microsoft ops (dynamic: DynamicQuantizeMatMul for MatMul/Gemm).
+    /// Allow ONNX Runtime's com.microsoft ops (dynamic: DynamicQuantizeMatMul for MatMul/Gemm;
+    /// qlinear: QLinearAdd/Mul/Concat/Sigmoid/..., QGemm).
     #[arg(long)]
     contrib: bool,
     /// The model to write (never the input).

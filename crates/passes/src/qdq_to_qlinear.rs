@@ -1,12 +1,19 @@
-//! `qdq_to_qlinear`: rewrites QDQ islands into standard-ONNX QOperator ops:
-//! `DQ(x) + DQ(w) [+ DQ(bias int32)] → Conv → Q(y)` becomes QLinearConv and
-//! `DQ(a) + DQ(b) → MatMul → Q(y)` becomes QLinearMatMul. Every other QDQ island stays a float op
-//! between DequantizeLinear and QuantizeLinear (no com.microsoft ops are written). Patterns that do
-//! not match exactly (e.g. a bias scale that is not `x_scale * w_scale`) are reported as skips.
+//! `qdq_to_qlinear`: rewrites QDQ islands into QOperator ops:
+//! `DQ(x) + DQ(w) [+ DQ(bias int32)] → Conv → Q(y)` becomes QLinearConv,
+//! `DQ(a) + DQ(b) → MatMul → Q(y)` becomes QLinearMatMul, and a Gemm with a constant B becomes
+//! `Reshape(a, [0, 0, 1, 1]) → QLinearConv (1x1, weights [N, K, 1, 1]) → Reshape([0, 0])`, which
+//! keeps the int32 bias and computes exactly what ONNX Runtime's QGemm computes. By default only
+//! standard ONNX ops are written and every other island stays a float op between DequantizeLinear
+//! and QuantizeLinear; with `contrib: true` the islands ONNX Runtime has com.microsoft kernels for
+//! become those ops ([`contrib`]). Patterns that do not match exactly (e.g. a bias scale that is not
+//! `x_scale * w_scale`) are reported as skips.
 
-use crate::util::{f32s, nname, prune_from, rewrite_nodes};
+pub(crate) mod contrib;
+
+use crate::util::{add_init, f32s, nname, prune_from, rewrite_nodes, tensor};
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Graph, Model, Node, NodeId, Op, ValueId, ops};
+use qtool_tensor::DType;
 use serde::Deserialize;
 
 /// Options of `qdq_to_qlinear`.
@@ -16,8 +23,11 @@ pub struct QdqToQLinearOptions {
     /// Convert Convs with per-channel weight scales (default true). OpenVINO 2026.4 mis-reads
     /// per-channel QLinearConv; set false to keep those Convs in QDQ form.
     pub per_channel: bool,
-    /// Convert MatMul to QLinearMatMul (default true).
+    /// Convert MatMul to QLinearMatMul and Gemm to its QLinearConv form (default true).
     pub matmul: bool,
+    /// Also write ONNX Runtime's com.microsoft ops (QLinearAdd/Mul/..., QGemm for Gemm) and run
+    /// data-movement ops on 8-bit tensors (default false: standard ONNX ops only).
+    pub contrib: bool,
 }
 
 impl Default for QdqToQLinearOptions {
@@ -25,6 +35,7 @@ impl Default for QdqToQLinearOptions {
         QdqToQLinearOptions {
             per_channel: true,
             matmul: true,
+            contrib: false,
         }
     }
 }
@@ -95,6 +106,102 @@ fn q_after(g: &Graph, y: ValueId) -> Option<(NodeId, ValueId, ValueId, ValueId)>
         return None;
     };
     Some((*n, node.input(1)?, node.input(2)?, node.output(0)?))
+}
+
+/// The parts of a quantized Gemm island both Gemm rewrites need.
+pub(super) struct GemmParts {
+    pub a: Dq,
+    pub b: Dq,
+    pub b_dtype: DType,
+    /// The int32 bias (scale `a_scale * b_scale[n]`, zero-point 0), when there is one.
+    pub bias: Option<ValueId>,
+    /// Number of B scales (1 or N).
+    pub ws_len: usize,
+    pub trans_b: bool,
+    pub k: usize,
+    pub ncols: usize,
+}
+
+/// Checks `DQ(a) + DQ(B const) [+ DQ(C int32)] → Gemm` with alpha = 1 (and beta = 1 with C).
+pub(super) fn gemm_parts(g: &Graph, n: NodeId, gm: &ops::Gemm) -> Result<GemmParts, String> {
+    let node = g.node(n);
+    if gm.alpha.unwrap_or(1.0) != 1.0 {
+        return Err("alpha != 1".into());
+    }
+    let a = dq_of(g, node.input(0)).ok_or("input A is not dequantized")?;
+    let b = dq_of(g, node.input(1)).ok_or("input B is not dequantized")?;
+    if !is_scalar(g, a.scale) {
+        return Err("A's scale is not per tensor".into());
+    }
+    if a.zp.is_none() || b.zp.is_none() {
+        return Err("a zero-point is absent".into());
+    }
+    let bt = g
+        .initializer(b.q)
+        .ok_or("quantized B is not an initializer")?;
+    if bt.dims.len() != 2 {
+        return Err("B is not 2-D".into());
+    }
+    let b_dtype = bt.dtype;
+    if !matches!(b_dtype, DType::I8 | DType::U8) {
+        return Err("B is not 8-bit".into());
+    }
+    let trans_b = gm.trans_b.unwrap_or(0) != 0;
+    let (k, ncols) = if trans_b {
+        (bt.dims[1] as usize, bt.dims[0] as usize)
+    } else {
+        (bt.dims[0] as usize, bt.dims[1] as usize)
+    };
+    let xs = consts(g, a.scale).ok_or("A's scale is not constant")?[0];
+    let ws = consts(g, b.scale).ok_or("B's scale is not constant")?;
+    if ws.len() > 1 {
+        let axis = b.axis.map(|x| if x < 0 { x + 2 } else { x }).unwrap_or(1);
+        if ws.len() != ncols || axis != if trans_b { 0 } else { 1 } {
+            return Err("B is not per tensor nor per output column".into());
+        }
+    }
+    let bias = match node.input(2) {
+        None => None,
+        Some(c) => {
+            if gm.beta.unwrap_or(1.0) != 1.0 {
+                return Err("beta != 1".into());
+            }
+            let d = dq_of(g, Some(c)).ok_or("C is not a DequantizeLinear of int32 (float bias)")?;
+            let ct = g
+                .initializer(d.q)
+                .ok_or("quantized C is not an initializer")?;
+            if ct.dtype != DType::I32 {
+                return Err("C is not int32".into());
+            }
+            if ct.dims.len() != 1 || ct.numel() != ncols {
+                return Err("C is not one value per output column".into());
+            }
+            if let Some(z) = d.zp
+                && consts(g, z)
+                    .ok_or("C's zero-point is not constant")?
+                    .iter()
+                    .any(|&v| v != 0.0)
+            {
+                return Err("C's zero-point is not 0".into());
+            }
+            let cs = consts(g, d.scale).ok_or("C's scale is not constant")?;
+            let pick = |v: &[f32], i: usize| v[if v.len() == 1 { 0 } else { i.min(v.len() - 1) }];
+            if !(0..ncols).all(|i| pick(&cs, i) == xs * pick(&ws, i)) {
+                return Err("C's scale is not a_scale * b_scale".into());
+            }
+            Some(d.q)
+        }
+    };
+    Ok(GemmParts {
+        a,
+        b,
+        b_dtype,
+        bias,
+        ws_len: ws.len(),
+        trans_b,
+        k,
+        ncols,
+    })
 }
 
 impl QdqToQLinear {
@@ -234,6 +341,102 @@ impl QdqToQLinear {
         Ok("became QLinearMatMul".into())
     }
 
+    /// `DQ(a) + DQ(B) [+ DQ(C int32)] → Gemm → Q(y)` (B constant) as standard ops:
+    /// `Reshape(a_q, [0, 0, 1, 1]) → QLinearConv(1x1, W = B' as [N, K, 1, 1], bias C) →
+    /// Reshape([0, 0])`. A 1x1 convolution over `[M, K, 1, 1]` is the product `A B'`; QLinearConv
+    /// adds the int32 bias to the exact int32 sum and requantizes with `a_scale * b_scale[n] /
+    /// y_scale`, as ONNX Runtime's QGemm (and its QDQ Gemm fusion) does.
+    fn gemm(&self, g: &mut Graph, n: NodeId, gm: &ops::Gemm) -> Result<String, String> {
+        if gm.trans_a.unwrap_or(0) != 0 {
+            return Err("transA = 1 (the QLinearConv form reads A as [M, K])".into());
+        }
+        let gp = gemm_parts(g, n, gm)?;
+        if gp.ws_len > 1 && !self.opts.per_channel {
+            return Err("per-channel weight scales (per_channel=false)".into());
+        }
+        let y = g.node(n).output(0).ok_or("no output")?;
+        let (qn, ys, yzp, qout) =
+            q_after(g, y).ok_or("output is not quantized by its only consumer")?;
+        let bt = g.initializer(gp.b.q).expect("checked").clone();
+        let q = crate::util::i64s(&bt).ok_or("B cannot be read")?;
+        let (k, nc) = (gp.k, gp.ncols);
+        let w: Vec<i64> = if gp.trans_b {
+            q
+        } else {
+            let mut t = vec![0i64; q.len()];
+            for r in 0..k {
+                for c in 0..nc {
+                    t[c * k + r] = q[r * nc + c];
+                }
+            }
+            t
+        };
+        let wshape = [nc, k, 1, 1];
+        let wdata = match gp.b_dtype {
+            DType::I8 => tensor(&wshape, w.iter().map(|&v| v as i8).collect::<Vec<_>>()),
+            _ => tensor(&wshape, w.iter().map(|&v| v as u8).collect::<Vec<_>>()),
+        };
+        let base = nname(g, n);
+        let bname = g.value_name(gp.b.q).to_string();
+        let w4 = add_init(g, &format!("{bname}_1x1"), wdata);
+        let s4 = add_init(
+            g,
+            &format!("{base}_shape_4d"),
+            tensor(&[4], vec![0i64, 0, 1, 1]),
+        );
+        let s2 = add_init(g, &format!("{base}_shape_2d"), tensor(&[2], vec![0i64, 0]));
+        let feeders: Vec<NodeId> = g
+            .node(n)
+            .inputs()
+            .iter()
+            .flatten()
+            .filter_map(|v| g.producer(*v))
+            .collect();
+        let a4 = g.add_fresh_value(&format!("{base}_A_4d"));
+        let y4 = g.add_fresh_value(&format!("{base}_Y_4d"));
+        let reshape = |name: String| Node::new(ops::Reshape::default(), name);
+        g.insert_node_before(
+            n,
+            reshape(format!("{base}_Reshape_A")),
+            &[Some(gp.a.q), Some(s4)],
+            &[Some(a4)],
+        )
+        .expect("fresh");
+        let qc = ops::QLinearConv {
+            kernel_shape: Some(vec![1, 1]),
+            ..Default::default()
+        };
+        let mut ins = vec![
+            Some(a4),
+            Some(gp.a.scale),
+            gp.a.zp,
+            Some(w4),
+            Some(gp.b.scale),
+            gp.b.zp,
+            Some(ys),
+            Some(yzp),
+        ];
+        if gp.bias.is_some() {
+            ins.push(gp.bias);
+        }
+        g.insert_node_before(n, Node::new(qc, format!("{base}_quant")), &ins, &[Some(y4)])
+            .expect("fresh");
+        g.remove_node(qn);
+        g.insert_node_before(
+            n,
+            reshape(format!("{base}_Reshape_Y")),
+            &[Some(y4), Some(s2)],
+            &[Some(qout)],
+        )
+        .expect("qout was freed");
+        g.remove_node(n);
+        for f in feeders {
+            prune_from(g, f);
+        }
+        crate::util::drop_init_if_unused(g, gp.b.q);
+        Ok("became Reshape + QLinearConv (1x1) + Reshape".into())
+    }
+
     /// Puts `new` in place of node `n` and its QuantizeLinear `qn`, writing `qout`; prunes what
     /// fed only `n`.
     fn replace(
@@ -268,15 +471,35 @@ impl Pass for QdqToQLinear {
     }
 
     fn run(&self, model: &mut Model, _cx: &PassCx) -> Result<PassReport, PassError> {
-        rewrite_nodes(self.name(), &mut model.graph, |g, n| {
+        let opset = model.onnx_opset();
+        let report = rewrite_nodes(self.name(), &mut model.graph, |g, n| {
             let quantized_island = g.node(n).inputs().iter().any(|v| dq_of(g, *v).is_some());
             Some(match g.node(n).op() {
                 Op::Conv(_) => self.conv(g, n),
                 Op::MatMul(_) if self.opts.matmul => self.matmul(g, n),
-                Op::Gemm(_) if quantized_island => Err("no standard-ONNX QLinear op for Gemm (QGemm is com.microsoft); kept in QDQ form".into()),
+                Op::Gemm(gm) if quantized_island && self.opts.matmul => {
+                    let gm = gm.clone();
+                    if self.opts.contrib {
+                        contrib::qgemm(self, g, n, &gm)
+                    } else {
+                        self.gemm(g, n, &gm)
+                    }
+                }
+                _ if quantized_island && self.opts.contrib => {
+                    return contrib::rewrite(self, g, n, opset);
+                }
                 _ => return None,
             })
-        })
+        })?;
+        if report
+            .rewritten
+            .iter()
+            .any(|r| r.what.ends_with(contrib::MS))
+            && model.opset(qtool_ir::ops::DOMAIN_MS).is_none()
+        {
+            model.set_opset(qtool_ir::ops::DOMAIN_MS, 1);
+        }
+        Ok(report)
     }
 }
 
@@ -346,6 +569,7 @@ pub(crate) mod tests {
             &QdqToQLinear::new(QdqToQLinearOptions {
                 per_channel: false,
                 matmul: true,
+                contrib: false,
             })
             .unwrap(),
             &mut m,

@@ -62,7 +62,7 @@ fn input(g: &Graph, n: NodeId, i: usize, what: &str) -> Result<ValueId, String> 
 }
 
 /// The same value, or two constants with equal contents.
-fn same(g: &Graph, a: Option<ValueId>, b: Option<ValueId>) -> bool {
+pub(crate) fn same(g: &Graph, a: Option<ValueId>, b: Option<ValueId>) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) if a == b => true,
@@ -84,7 +84,7 @@ fn same(g: &Graph, a: Option<ValueId>, b: Option<ValueId>) -> bool {
 
 /// A zero-point of `n` elements: `z` itself when it already has them, else its (uniform) value
 /// repeated, as a new initializer.
-fn zp_of_len(g: &mut Graph, z: ValueId, n: usize) -> Result<ValueId, String> {
+pub(crate) fn zp_of_len(g: &mut Graph, z: ValueId, n: usize) -> Result<ValueId, String> {
     let t = g.constant(z).ok_or("zero-point is not constant")?.clone();
     if t.numel() == n && (n == 1 || t.dims.len() == 1) {
         return Ok(z);
@@ -179,7 +179,9 @@ impl QopsToQdq {
                 &[Some(y)],
             )
             .expect("fresh");
-        remove(g, n);
+        // Detach `n` first and prune what it read only after the QuantizeLinear reads `ys`.
+        let old_ins: Vec<ValueId> = g.node(n).inputs().iter().flatten().copied().collect();
+        g.remove_node(n);
         let qins = [Some(y), Some(ys), yzp];
         let qins: &[Option<ValueId>] = if yzp.is_some() { &qins } else { &qins[..2] };
         let qname = g.fresh_name(&format!("{base}_QuantizeLinear"));
@@ -190,6 +192,12 @@ impl QopsToQdq {
             &[Some(qout)],
         )
         .expect("freed");
+        for v in old_ins {
+            match g.producer(v) {
+                Some(p) => prune_from(g, p),
+                None => drop_init_if_unused(g, v),
+            }
+        }
         Ok(())
     }
 
@@ -198,8 +206,12 @@ impl QopsToQdq {
             unreachable!()
         };
         let c = c.clone();
+        let gemm = gemm_form(g, n);
         let x: QIn = (
-            input(g, n, 0, "x")?,
+            match gemm {
+                Some((_, a, _)) => a,
+                None => input(g, n, 0, "x")?,
+            },
             input(g, n, 1, "x_scale")?,
             g.node(n).input(2),
         );
@@ -228,6 +240,16 @@ impl QopsToQdq {
             wzp
         };
         let axis = per_channel.then_some(0);
+        // The Gemm form keeps B as [N, K] (Gemm with transB = 1).
+        let wq = match gemm {
+            Some(_) => {
+                let mut t = g.constant(wq).ok_or("weight is not constant")?.clone();
+                t.dims.truncate(2);
+                let base = format!("{}_2d", g.value_name(wq));
+                add_init(g, &base, t)
+            }
+            None => wq,
+        };
         let dx = self.dq(g, x, None, n);
         let dw = self.dq(g, (wq, ws, Some(wzp)), axis, n);
         let db = match (bias, bias_scale) {
@@ -241,6 +263,20 @@ impl QopsToQdq {
             }
             _ => None,
         };
+        let ins = [Some(dx), Some(dw), db];
+        let ins: &[Option<ValueId>] = if db.is_some() { &ins } else { &ins[..2] };
+        if let Some((_, _, ry)) = gemm {
+            // Reshape → QLinearConv (1x1) → Reshape, as qdq_to_qlinear writes a Gemm.
+            let out = g.node(ry).output(0).ok_or("Reshape has no output")?;
+            remove_plain(g, ry);
+            g.set_output(n, 0, Some(out)).map_err(|e| e.to_string())?;
+            let gemm = ops::Gemm {
+                trans_b: Some(1),
+                ..Default::default()
+            };
+            self.island(g, n, gemm.into(), ins, ys, yzp)?;
+            return Ok("became DQ + Gemm + Q (the 1x1 QLinearConv form of a Gemm)".into());
+        }
         let conv = ops::Conv {
             auto_pad: c.auto_pad,
             dilations: c.dilations,
@@ -249,8 +285,6 @@ impl QopsToQdq {
             pads: c.pads,
             strides: c.strides,
         };
-        let ins = [Some(dx), Some(dw), db];
-        let ins: &[Option<ValueId>] = if db.is_some() { &ins } else { &ins[..2] };
         self.island(g, n, conv.into(), ins, ys, yzp)?;
         Ok("became DQ + Conv + Q".into())
     }
@@ -487,8 +521,98 @@ impl QopsToQdq {
         Ok(what)
     }
 
+    /// com.microsoft QGemm → `DQ(a), DQ(B) [, DQ(C int32, scale alpha * a_scale * b_scale[n])] →
+    /// Gemm(alpha, transA, transB) [→ Q(y)]` (QGemm adds C to the int32 accumulator before
+    /// scaling by `alpha * a_scale * b_scale[n]`, so that is C's real value; a QGemm without
+    /// y_scale has a float output and gets no QuantizeLinear).
+    fn qgemm(&self, g: &mut Graph, n: NodeId) -> Result<String, String> {
+        let Op::QGemm(o) = g.node(n).op() else {
+            unreachable!()
+        };
+        let o = o.clone();
+        let alpha = o.alpha.unwrap_or(1.0);
+        let trans_b = o.trans_b.unwrap_or(0) != 0;
+        let a: QIn = (
+            input(g, n, 0, "A")?,
+            input(g, n, 1, "a_scale")?,
+            g.node(n).input(2),
+        );
+        let bq = input(g, n, 3, "B")?;
+        let bs = input(g, n, 4, "b_scale")?;
+        let bzp = g.node(n).input(5);
+        let c = g.node(n).input(6);
+        let ys = g.node(n).input(7);
+        let yzp = g.node(n).input(8);
+        let bsv = consts(g, bs).ok_or("b_scale is not constant")?;
+        let per_col = bsv.len() > 1;
+        let axis = per_col.then_some(if trans_b { 0 } else { 1 });
+        let bzp = match bzp {
+            Some(z) if per_col => Some(zp_of_len(g, z, bsv.len())?),
+            z => z,
+        };
+        let dc = match c {
+            None => None,
+            Some(cv) => {
+                let ct = g.constant(cv).ok_or("C is not constant")?;
+                if ct.dtype != DType::I32 {
+                    return Err("C is not int32".into());
+                }
+                let asv = consts(g, a.1).ok_or("a_scale is not constant")?;
+                if asv.len() != 1 {
+                    return Err("a_scale is not a scalar".into());
+                }
+                let cdims = ct.dims.clone();
+                let n_c = ct.numel();
+                // One scale per C element along its last axis (per column), or one for all.
+                let cs: Vec<f32> = bsv.iter().map(|&b| alpha * asv[0] * b).collect();
+                let (cs, caxis) = if cs.len() == 1 {
+                    (cs, None)
+                } else if cdims.len() == 1 && n_c == cs.len() {
+                    (cs, Some(0))
+                } else {
+                    return Err("C's shape does not follow the per-column B scales".into());
+                };
+                let base = g.value_name(cv).to_string();
+                let shape: Vec<usize> = if cs.len() == 1 {
+                    vec![]
+                } else {
+                    vec![cs.len()]
+                };
+                let zeros = vec![0i32; shape.iter().product()];
+                let s = add_init(g, &format!("{base}_scale"), tensor(&shape, cs));
+                let z = add_init(g, &format!("{base}_zero_point"), tensor(&shape, zeros));
+                Some(self.dq(g, (cv, s, Some(z)), caxis, n))
+            }
+        };
+        let da = self.dq(g, a, None, n);
+        let db = self.dq(g, (bq, bs, bzp), axis, n);
+        let gemm = ops::Gemm {
+            alpha: (alpha != 1.0).then_some(alpha),
+            trans_a: o.trans_a.filter(|&t| t != 0),
+            trans_b: o.trans_b.filter(|&t| t != 0),
+            ..Default::default()
+        };
+        let ins = [Some(da), Some(db), dc];
+        let ins: &[Option<ValueId>] = if dc.is_some() { &ins } else { &ins[..2] };
+        match ys {
+            Some(ys) => {
+                self.island(g, n, gemm.into(), ins, ys, yzp)?;
+                Ok("became DQ + Gemm + Q".into())
+            }
+            None => {
+                let out = g.node(n).output(0).ok_or("no output")?;
+                let name = format!("{}_float", nname(g, n));
+                remove(g, n);
+                let anchor = g.producer(da).expect("DQ just made");
+                g.insert_node_after(anchor, Node::new(gemm, name), ins, &[Some(out)])
+                    .expect("freed");
+                Ok("became DQ + Gemm (float output)".into())
+            }
+        }
+    }
+
     /// The com.microsoft QLinear ops with a standard float counterpart.
-    fn contrib(&self, g: &mut Graph, n: NodeId) -> Result<String, String> {
+    fn contrib(&self, g: &mut Graph, n: NodeId, opset: i64) -> Result<String, String> {
         let node = g.node(n);
         let inp = |i: usize| node.input(i);
         let req = |i: usize| node.input(i).ok_or_else(|| format!("input {i} is absent"));
@@ -550,6 +674,23 @@ impl QopsToQdq {
                     inp(4),
                 )
             }
+            Op::QLinearSoftmax(o) => {
+                let model_new = opset >= 13;
+                let op_new = o.opset.unwrap_or(opset) >= 13;
+                if model_new != op_new {
+                    return Err(format!(
+                        "QLinearSoftmax follows opset {} Softmax semantics, the model imports opset {}",
+                        o.opset.unwrap_or(opset),
+                        opset
+                    ));
+                }
+                (
+                    vec![(req(0)?, req(1)?, inp(2))],
+                    ops::Softmax { axis: o.axis }.into(),
+                    req(3)?,
+                    inp(4),
+                )
+            }
             Op::QLinearConcat(o) => {
                 let k = node.inputs().len();
                 if k < 5 || !(k - 2).is_multiple_of(3) {
@@ -573,6 +714,55 @@ impl QopsToQdq {
         self.island(g, n, op, &ins, ys, yzp)?;
         Ok(format!("became DQ + {t} + Q"))
     }
+}
+
+/// Constant int64 contents of `v`.
+fn const_i64s(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
+    crate::util::i64s(g.constant(v?)?)
+}
+
+/// The 1x1 QLinearConv form of a Gemm (`qdq_to_qlinear`): `Reshape(a, [0, 0, 1, 1]) →
+/// QLinearConv(1x1, weights [N, K, 1, 1]) → Reshape([0, 0])` with nothing else reading the
+/// intermediate values; returns (first Reshape, `a`, last Reshape).
+fn gemm_form(g: &Graph, n: NodeId) -> Option<(NodeId, ValueId, NodeId)> {
+    let node = g.node(n);
+    let Op::QLinearConv(c) = node.op() else {
+        return None;
+    };
+    let ones = |v: &Option<Vec<i64>>| v.as_ref().is_none_or(|v| v.iter().all(|&x| x == 1));
+    if c.kernel_shape.as_deref().is_some_and(|k| k != [1, 1])
+        || c.group.unwrap_or(1) != 1
+        || c.auto_pad.as_deref().is_some_and(|a| a != "NOTSET")
+        || c.pads.as_ref().is_some_and(|p| p.iter().any(|&x| x != 0))
+        || !ones(&c.strides)
+        || !ones(&c.dilations)
+    {
+        return None;
+    }
+    let w = g.constant(node.input(3)?)?;
+    if w.dims.len() != 4 || w.dims[2..] != [1, 1] {
+        return None;
+    }
+    let x4 = node.input(0)?;
+    let ra = g.producer(x4)?;
+    if !matches!(g.node(ra).op(), Op::Reshape(_))
+        || const_i64s(g, g.node(ra).input(1))? != [0, 0, 1, 1]
+        || g.value(x4).uses().len() != 1
+        || g.is_graph_output(x4)
+    {
+        return None;
+    }
+    let y4 = node.output(0)?;
+    let [(ry, 0)] = g.value(y4).uses() else {
+        return None;
+    };
+    if g.is_graph_output(y4)
+        || !matches!(g.node(*ry).op(), Op::Reshape(_))
+        || const_i64s(g, g.node(*ry).input(1))? != [0, 0]
+    {
+        return None;
+    }
+    Some((ra, g.node(ra).input(0)?, *ry))
 }
 
 /// Removes node `n` and what only it read (dangling producers, unused initializers).
@@ -602,6 +792,7 @@ impl Pass for QopsToQdq {
     }
 
     fn run(&self, model: &mut Model, _cx: &PassCx) -> Result<PassReport, PassError> {
+        let opset = model.onnx_opset();
         rewrite_nodes(self.name(), &mut model.graph, |g, n| {
             Some(match g.node(n).op() {
                 Op::QLinearConv(_) => self.qlinear_conv(g, n),
@@ -614,14 +805,15 @@ impl Pass for QopsToQdq {
                 | Op::QLinearGlobalAveragePool(_)
                 | Op::QLinearAveragePool(_)
                 | Op::QLinearConcat(_)
+                | Op::QLinearSoftmax(_)
                     if self.opts.contrib =>
                 {
-                    self.contrib(g, n)
+                    self.contrib(g, n, opset)
                 }
                 Op::DynamicQuantizeMatMul(_) | Op::MatMulIntegerToFloat(_) => Err(
                     "activation is quantized at run time (dynamic); QDQ has no form for it".into(),
                 ),
-                Op::QGemm(_) | Op::QLinearSoftmax(_) => Err("no conversion to QDQ yet".into()),
+                Op::QGemm(_) if self.opts.contrib => self.qgemm(g, n),
                 _ => return None,
             })
         })
@@ -685,6 +877,58 @@ mod tests {
         );
         insta::assert_snapshot!(show(&m, &rep));
         assert_eq!(shape_of(&m), shape_of(&orig));
+    }
+
+    #[test]
+    fn contrib_back_to_qdq_computes_what_the_qdq_model_computes() {
+        use crate::qdq_to_qlinear::contrib::tests::{contrib_opts, exec, qdq_contrib_graph};
+        let orig = qdq_contrib_graph();
+        let mut m = orig.clone();
+        run(&QdqToQLinear::new(contrib_opts()).unwrap(), &mut m);
+        let rep = run(&QopsToQdq::new(Default::default()).unwrap(), &mut m);
+        insta::assert_snapshot!(show(&m, &rep));
+        assert!(rep.skipped.is_empty(), "{rep}");
+        assert!(
+            m.graph.nodes().all(|(_, n)| n.op().domain().is_empty()),
+            "{}",
+            m.graph.dump()
+        );
+        // MaxPool and Flatten stay on the 8-bit tensor (between a Q and a DQ); the values are the
+        // same as the original's DQ → op → Q with one scale.
+        let mut rng = qtool_testkit::Rng::new(5);
+        for _ in 0..10 {
+            let x = rng.tensor_f32(&[1, 2, 4, 4], -1.0, 1.0);
+            assert_eq!(exec(&orig, &x).1, exec(&m, &x).1);
+        }
+    }
+
+    #[test]
+    fn gemm_forms_back_to_qdq_are_the_original_graph_up_to_names() {
+        use crate::qdq_to_qlinear::contrib::tests::{contrib_opts, exec, qdq_gemm};
+        let mut rng = qtool_testkit::Rng::new(9);
+        for (trans_b, contrib) in [(true, false), (true, true), (false, true), (false, false)] {
+            let orig = qdq_gemm(trans_b);
+            let mut m = orig.clone();
+            let opts = if contrib {
+                contrib_opts()
+            } else {
+                Default::default()
+            };
+            run(&QdqToQLinear::new(opts).unwrap(), &mut m);
+            let rep = run(&QopsToQdq::new(Default::default()).unwrap(), &mut m);
+            assert_eq!(rep.rewritten.len(), 1, "{rep}");
+            if trans_b || contrib {
+                // The 1x1 form comes back as Gemm with transB = 1 (B as [N, K]).
+                assert_eq!(shape_of(&m), shape_of(&orig), "{}", m.graph.dump());
+            }
+            for _ in 0..10 {
+                let x = rng.tensor_f32(&[3, 5], -1.2, 1.2);
+                assert_eq!(exec(&orig, &x).1, exec(&m, &x).1);
+            }
+            if trans_b && !contrib {
+                insta::assert_snapshot!(show(&m, &rep));
+            }
+        }
     }
 
     #[test]

@@ -97,8 +97,10 @@ fn expected(t: Target) -> QuantFormat {
 /// Converts `model` in memory to `s.to`.
 pub fn convert_model(model: &mut Model, s: &ConvertSettings) -> Result<ConvertSummary> {
     let from = inspect(model).quantization.format;
-    if s.contrib && s.to != Target::Dynamic {
-        bail!("--contrib applies to --to dynamic only (qdq_to_qlinear writes standard ONNX ops)");
+    if s.contrib && !matches!(s.to, Target::Dynamic | Target::Qlinear) {
+        bail!(
+            "--contrib applies to --to dynamic and qlinear only (qdq_to_integer writes standard ONNX ops)"
+        );
     }
     let null = serde_json::Value::Null;
     let mut names: Vec<(&str, serde_json::Value)> = Vec::new();
@@ -121,10 +123,10 @@ pub fn convert_model(model: &mut Model, s: &ConvertSettings) -> Result<ConvertSu
         (_, Target::Dynamic) => bail!(
             "only a float model converts to dynamic quantization; this one is already statically quantized ({from:?})"
         ),
-        (QuantFormat::Qdq, t) => push_from_qdq(&mut names, t),
+        (QuantFormat::Qdq, t) => push_from_qdq(&mut names, t, s.contrib),
         (_, t) => {
             names.push(("qops_to_qdq", null.clone()));
-            push_from_qdq(&mut names, t);
+            push_from_qdq(&mut names, t, s.contrib);
         }
     }
     let mut passes_run = Vec::new();
@@ -162,10 +164,15 @@ pub fn convert_model(model: &mut Model, s: &ConvertSettings) -> Result<ConvertSu
     })
 }
 
-fn push_from_qdq(names: &mut Vec<(&str, serde_json::Value)>, t: Target) {
+fn push_from_qdq(names: &mut Vec<(&str, serde_json::Value)>, t: Target, contrib: bool) {
     let format = t.format().expect("dynamic is handled by the caller");
     if let Some(pass) = format.pass_from_qdq() {
-        names.push((pass, serde_json::Value::Null));
+        let opts = if contrib {
+            serde_json::json!({ "contrib": true })
+        } else {
+            serde_json::Value::Null
+        };
+        names.push((pass, opts));
     }
 }
 

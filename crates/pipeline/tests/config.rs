@@ -293,7 +293,7 @@ fn cross_field_rules() {
     let e = err(&GOOD.replace("path: calib.npy", "path: calib.npy\n    samples: 0"));
     assert_err(&e, 5, "data.calibration.samples", &["at least 1"]);
     // Options checked by the pass itself.
-    let e = err(&GOOD.replace("- format: qdq", "- format: qlinear\n    contrib: true"));
+    let e = err(&GOOD.replace("- format: qdq", "- format: integer\n    contrib: true"));
     assert_err(&e, 7, "outputs[0].contrib", &["no contrib"]);
     let e = err(&GOOD.replace(
         "- format: qdq",
