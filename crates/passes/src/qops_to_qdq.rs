@@ -4,14 +4,17 @@
 //!
 //! - `QLinearConv` → `DQ(x), DQ(w) [, DQ(bias int32, scale x_scale * w_scale)] → Conv → Q(y)`;
 //! - `QLinearMatMul` → `DQ(a), DQ(b) → MatMul → Q(y)`;
+//! - the 1x1 QLinearConv form of a Gemm that `qdq_to_qlinear` writes (`Reshape(a, [0, 0, 1, 1]) →
+//!   QLinearConv → Reshape([0, 0])`) → `DQ(a), DQ(W as [N, K]) [, DQ(bias)] → Gemm(transB = 1) → Q`;
 //! - `ConvInteger → Cast → Mul(m) [→ Add(b)]`, as `qdq_to_integer` and ONNX Runtime write it, with
 //!   `x` quantized by a static QuantizeLinear of scale `s` → `DQ(x), DQ(w, scale m / s)
 //!   [, DQ(round(b / m) int32, scale m)] → Conv`; the weight scale is chosen so that `s * w_scale`
 //!   gives `m` again bit for bit, so converting back with `qdq_to_integer` restores the same numbers;
 //! - `MatMulInteger → Cast → Mul(m)` likewise → `DQ(a), DQ(b) → MatMul`;
 //! - ONNX Runtime's com.microsoft `QLinearAdd`, `QLinearMul`, `QLinearSigmoid`,
-//!   `QLinearLeakyRelu`, `QLinearGlobalAveragePool`, `QLinearAveragePool` and `QLinearConcat` →
-//!   DQ → the standard op → Q.
+//!   `QLinearLeakyRelu`, `QLinearSoftmax`, `QLinearGlobalAveragePool`, `QLinearAveragePool` and
+//!   `QLinearConcat` → DQ → the standard op → Q, and `QGemm` → `DQ(a), DQ(B) [, DQ(C int32, scale
+//!   alpha * a_scale * b_scale[n])] → Gemm [→ Q]`.
 //!
 //! Dynamic quantization (`DynamicQuantizeLinear`, `DynamicQuantizeMatMul`) has no static scale and
 //! cannot be written as QDQ: such nodes are reported as skips and left as they are.
