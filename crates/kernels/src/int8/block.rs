@@ -6,6 +6,7 @@ use super::pack::{self, Layout};
 use super::stage::{Chan, StageView, write_row};
 use super::{QOut, QType};
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// Largest `MR * NR` and `NR` of any path.
 pub(crate) const MAX_TILE: usize = 8 * 32;
@@ -33,7 +34,28 @@ pub(crate) struct Block<'a, 'b, 'o, O> {
     pub stage: StageView<'a>,
     /// The output channel is the row (conv) rather than the column (GEMM).
     pub chan_is_row: bool,
+    /// Columns dropped between the output rows (only with `chan_is_row`); `None`: every column is
+    /// written, column `j` to `out[i][j]`.
+    pub wrap: Option<Wrap>,
     pub out: &'b mut [&'o mut [O]],
+}
+
+/// Block columns on a grid with gaps: block column `j` is grid column `c0 + j`, and of each
+/// `period` grid columns only the first `keep` are outputs; they are written compacted, the output
+/// rows starting at grid column `c0`'s output position.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wrap {
+    pub c0: usize,
+    pub period: usize,
+    pub keep: usize,
+}
+
+impl Wrap {
+    /// The output position of grid column `c` (of the next kept column if `c` is dropped).
+    #[inline(always)]
+    pub(crate) fn pos(&self, c: usize) -> usize {
+        (c / self.period) * self.keep + (c % self.period).min(self.keep)
+    }
 }
 
 /// A kernel path. Tokens of the SIMD paths exist only on CPUs that have their features, which is
@@ -43,7 +65,22 @@ pub(crate) trait Kernel: Copy + Send + Sync {
     /// Runs a block; `RU`: the R operand holds the unsigned (activation) bytes.
     fn block<O: QOut, const RU: bool>(self, b: &mut Block<'_, '_, '_, O>);
 
+    /// [`pack::pack_v_by`], compiled for the path's features.
+    fn pack_v_by<T: QType>(
+        self,
+        src: &[T],
+        k: usize,
+        start: impl Fn(usize) -> usize,
+        n: usize,
+        flip: u8,
+        signed: bool,
+        out: &mut [u8],
+    ) {
+        pack::pack_v_by(Self::LAYOUT, src, k, start, n, flip, signed, out);
+    }
+
     /// [`pack::pack_v`], compiled for the path's features.
+    #[inline(always)]
     fn pack_v<T: QType>(
         self,
         src: &[T],
@@ -55,7 +92,7 @@ pub(crate) trait Kernel: Copy + Send + Sync {
         signed: bool,
         out: &mut [u8],
     ) {
-        pack::pack_v(Self::LAYOUT, src, k, ld, c0, n, flip, signed, out);
+        self.pack_v_by(src, k, |kk| kk * ld + c0, n, flip, signed, out);
     }
 
     /// One depthwise output plane, compiled for the path's features.
@@ -124,7 +161,25 @@ pub(crate) fn run_block<O: QOut>(
                 } else {
                     Chan::Cols(j0)
                 };
-                write_row(row, &mut b.out[i][j0..j0 + nc], &b.stage, chan);
+                match b.wrap {
+                    None => write_row(row, &mut b.out[i][j0..j0 + nc], &b.stage, chan),
+                    Some(w) => {
+                        let base = w.pos(w.c0);
+                        let mut j = j0;
+                        while j < j0 + nc {
+                            let c = w.c0 + j;
+                            let col = c % w.period;
+                            let end = (j + (w.period - col)).min(j0 + nc);
+                            if col < w.keep {
+                                let len = (w.keep - col).min(end - j);
+                                let o = w.pos(c) - base;
+                                let vals = &row[j - j0..j - j0 + len];
+                                write_row(vals, &mut b.out[i][o..o + len], &b.stage, chan);
+                            }
+                            j = end;
+                        }
+                    }
+                }
             }
         }
     }
@@ -133,17 +188,22 @@ pub(crate) fn run_block<O: QOut>(
 thread_local! {
     static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static INTS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's byte scratch buffer resized to `len` (contents unspecified); nested
+/// Runs `f` with the thread's scratch buffer `key` resized to `len` (contents unspecified); nested
 /// calls (rayon work stealing) get a fresh buffer.
-pub(crate) fn with_bytes<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    let mut buf = BYTES.with(|s| std::mem::take(&mut *s.borrow_mut()));
+fn with_scratch<T: Copy + Default, R>(
+    key: &'static LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    let mut buf = key.with(|s| std::mem::take(&mut *s.borrow_mut()));
     if buf.len() < len {
-        buf.resize(len, 0);
+        buf.resize(len, T::default());
     }
     let r = f(&mut buf[..len]);
-    BYTES.with(|s| {
+    key.with(|s| {
         let mut slot = s.borrow_mut();
         if slot.capacity() < buf.capacity() {
             *slot = buf;
@@ -152,18 +212,17 @@ pub(crate) fn with_bytes<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     r
 }
 
-/// [`with_bytes`] for i32.
+/// [`with_scratch`] on this thread's byte buffer.
+pub(crate) fn with_bytes<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    with_scratch(&BYTES, len, f)
+}
+
+/// [`with_scratch`] on this thread's i32 buffer.
 pub(crate) fn with_ints<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
-    let mut buf = INTS.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
-    let r = f(&mut buf[..len]);
-    INTS.with(|s| {
-        let mut slot = s.borrow_mut();
-        if slot.capacity() < buf.capacity() {
-            *slot = buf;
-        }
-    });
-    r
+    with_scratch(&INTS, len, f)
+}
+
+/// [`with_scratch`] on this thread's f32 buffer.
+pub(crate) fn with_floats<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_scratch(&FLOATS, len, f)
 }

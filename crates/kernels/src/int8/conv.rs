@@ -1,18 +1,20 @@
 //! Int8 N-d convolution (NCHW) with pre-packed constant weights: a direct depthwise kernel (2-d,
 //! one input channel per group, any channel multiplier), pointwise convolution as a GEMM straight
-//! over the input (1x1, stride 1, no pads: no im2col), and the general case through int8 im2col
-//! tiles padded with the input zero point. Per (batch, group) the product is
+//! over the input (1x1, stride 1, no pads: no im2col), other 2-d convolutions packed straight
+//! from a zero-point-padded, stride-phase-split copy of the input (no im2col buffer, see `Direct`),
+//! and the other ranks through int8 im2col tiles padded with the input zero point. Per (batch, group) the product is
 //! `out[mg, HW] = W[mg, Cg*K] x X[Cg*K, HW]`: the weight is the packed R operand (packed at load),
 //! the input is packed into V panels one column tile at a time; rayon runs over (batch, group,
 //! column tile), or over (batch, channel) planes for depthwise.
 
-use super::block::{Block, Fix, Kernel, with_bytes, with_ints};
-use super::pack::{Layout, col_sums, pack_r};
+use super::block::{Block, Fix, Kernel, Wrap, with_bytes, with_floats, with_ints};
+use super::pack::{Layout, col_sums, pack_r, packed_col_sums};
 use super::stage::{Chan, OutputStage, Prepared, QOut, StageView, write_row};
 use super::{KernelPath, QType, act_domain, check_zp, weight_domain, with_kernel};
 use crate::conv::{ConvParams, Geometry, conv_output_shape};
 use crate::error::{Result, param_err, shape_err};
 use crate::util::{PAR_MIN_FLOPS, check_len, next_index, numel, strides_of, valid_range};
+use qtool_tensor::quant::round_half_even_small;
 use rayon::prelude::*;
 
 /// Int8 convolution attributes: the f32 [`ConvParams`] (strides, dilations, resolved pads, group).
@@ -245,18 +247,22 @@ fn conv_run<K: Kernel, X: QType, O: QOut>(
         && p.strides.iter().all(|&s| s == 1)
         && p.pads.iter().all(|&q| q == 0);
 
+    let direct = (!pointwise && geo.in_sp.len() == 2).then(|| Direct::new(geo, p, x, zx, par));
+
     // Column tiles: a multiple of NR whose packed panels fit TILE_BYTES; smaller when the
-    // (batch, group) tasks alone would not keep every thread busy.
-    let os = geo.out_size;
+    // (batch, group) tasks alone would not keep every thread busy. Columns are output positions,
+    // or grid columns of the padded input for the direct path.
+    let ncols = direct.as_ref().map_or(geo.out_size, |d| d.ncols);
+    let pos = |c: usize| direct.as_ref().map_or(c, |d| d.wrap(0).pos(c));
     let mut tile = (TILE_BYTES / (k4 * l.group_bytes()).max(1) / l.nr).max(1) * l.nr;
     let ng = geo.n * geo.g;
     if par && ng < 4 * threads {
-        let per = os.div_ceil((4 * threads).div_ceil(ng));
+        let per = ncols.div_ceil((4 * threads).div_ceil(ng));
         tile = tile.min(per.div_ceil(l.nr).max(1) * l.nr);
     }
-    let bounds: Vec<(usize, usize)> = (0..os)
+    let bounds: Vec<(usize, usize)> = (0..ncols)
         .step_by(tile)
-        .map(|p0| (p0, (p0 + tile).min(os)))
+        .map(|p0| (p0, (p0 + tile).min(ncols)))
         .collect();
     let nt = bounds.len();
     let mut tasks: Vec<Task<'_, O>> = Vec::with_capacity(ng * nt);
@@ -273,37 +279,50 @@ fn conv_run<K: Kernel, X: QType, O: QOut>(
             }
         }
     }
+    let os = geo.out_size;
     for (ri, mut row) in out.chunks_mut(os).enumerate() {
         let (ni, mi) = (ri / geo.m, ri % geo.m);
         let base = (ni * geo.g + mi / geo.mg) * nt;
         for (t, &(p0, p1)) in bounds.iter().enumerate() {
-            let (head, tail) = std::mem::take(&mut row).split_at_mut(p1 - p0);
+            let (head, tail) = std::mem::take(&mut row).split_at_mut(pos(p1) - pos(p0));
             tasks[base + t].rows.push(head);
             row = tail;
         }
     }
     let zx_bits = X::from_i32_unchecked(zx).bits();
     let run = |t: &mut Task<'_, O>| {
-        let xs = &x[(t.ni * geo.c + t.gi * geo.cg) * geo.in_size..][..geo.cg * geo.in_size];
         let nc = t.p1 - t.p0;
         let vlen = nc.div_ceil(l.nr) * l.v_panel(k4);
-        let col_len = if pointwise { 0 } else { kk * nc };
+        let col_len = if pointwise || direct.is_some() {
+            0
+        } else {
+            kk * nc
+        };
         with_bytes(vlen + col_len, |buf| {
             let (vbuf, col) = buf.split_at_mut(vlen);
             let mut sums = Vec::new();
             if w.any_zw {
                 sums.resize(nc, 0);
             }
-            if pointwise {
-                kern.pack_v(xs, kk, geo.in_size, t.p0, nc, flip, false, vbuf);
+            if let Some(d) = &direct {
+                let xs = &d.xp[(t.ni * geo.c + t.gi * geo.cg) * d.plane..][..geo.cg * d.plane];
+                kern.pack_v_by(xs, kk, |r| d.offs[r] + t.p0, nc, 0, false, vbuf);
                 if w.any_zw {
-                    col_sums(xs, kk, geo.in_size, t.p0, nc, flip, false, &mut sums);
+                    packed_col_sums(l, vbuf, k4, nc, false, &mut sums);
                 }
             } else {
-                im2col(geo, p, xs, zx_bits, col, t.p0, t.p1);
-                kern.pack_v(&*col, kk, nc, 0, nc, flip, false, vbuf);
-                if w.any_zw {
-                    col_sums(&*col, kk, nc, 0, nc, flip, false, &mut sums);
+                let xs = &x[(t.ni * geo.c + t.gi * geo.cg) * geo.in_size..][..geo.cg * geo.in_size];
+                if pointwise {
+                    kern.pack_v(xs, kk, geo.in_size, t.p0, nc, flip, false, vbuf);
+                    if w.any_zw {
+                        col_sums(xs, kk, geo.in_size, t.p0, nc, flip, false, &mut sums);
+                    }
+                } else {
+                    im2col(geo, p, xs, zx_bits, col, t.p0, t.p1);
+                    kern.pack_v(&*col, kk, nc, 0, nc, flip, false, vbuf);
+                    if w.any_zw {
+                        col_sums(&*col, kk, nc, 0, nc, flip, false, &mut sums);
+                    }
                 }
             }
             let r0 = t.gi * geo.mg;
@@ -321,6 +340,7 @@ fn conv_run<K: Kernel, X: QType, O: QOut>(
                 },
                 stage: prep.view(r0..r0 + geo.mg),
                 chan_is_row: true,
+                wrap: direct.as_ref().map(|d| d.wrap(t.p0)),
                 out: &mut t.rows,
             };
             kern.block::<O, false>(&mut blk);
@@ -333,7 +353,99 @@ fn conv_run<K: Kernel, X: QType, O: QOut>(
     }
 }
 
-/// Fills `col [cg * K, p1 - p0]` (raw bits) for output positions `[p0, p1)`: row `(c, k)` holds the
+/// The input of a 2-d convolution, copied once into the kernel domain, padded with the input zero
+/// point and split by stride phase, so that every im2col row is a contiguous run of it and V panels
+/// are packed straight from it (no im2col buffer).
+///
+/// Padded plane `(n, c)` is `hp x wp` (`hp = ih + pad_top + pad_bottom`, `wp` alike); padded pixel
+/// `(y, x)` is stored in sub-plane `(y % sh, x % sw)` (each `hq x lq`, `hq = hp.div_ceil(sh)`,
+/// `lq = wp.div_ceil(sw)`, row-major) at `(y / sh, x / sw)`. Output `(oy, ox)` under tap
+/// `(ky, kx)` reads `y = oy sh + ky dh`, `x = ox sw + kx dw`, i.e. sub-plane
+/// `(ky dh % sh, kx dw % sw)` at `(oy + ky dh / sh, ox + kx dw / sw)`. With grid column
+/// `j = oy * lq + ox`, the im2col row of tap `(c, ky, kx)` is therefore the run starting at
+/// `offs = c * plane + sub-plane start + (ky dh / sh) lq + kx dw / sw`. The `lq - ow` grid columns at
+/// the end of each grid row read elsewhere in the plane; they are computed and dropped ([`Wrap`]).
+/// Every read stays in its sub-plane: the last one is at row `(oh - 1) + ky dh / sh = y / sh < hq`
+/// and column `(ow - 1) + kx dw / sw = x / sw < lq` for the last output's `y < hp`, `x < wp`.
+struct Direct {
+    xp: Vec<u8>,
+    plane: usize,
+    lq: usize,
+    ow: usize,
+    /// Grid columns: `(oh - 1) * lq + ow`.
+    ncols: usize,
+    /// Start of each im2col row `r = c * k_size + ky * kw + kx` within a (batch, group).
+    offs: Vec<usize>,
+}
+
+impl Direct {
+    fn new<X: QType>(geo: &Geometry, p: &ConvParams, x: &[X], zx: i32, par: bool) -> Self {
+        let (flip, _) = act_domain::<X>();
+        let [ih, iw] = [geo.in_sp[0], geo.in_sp[1]];
+        let [pt, pl, pb, pr] = [p.pads[0], p.pads[1], p.pads[2], p.pads[3]];
+        let [sh, sw] = [p.strides[0], p.strides[1]];
+        let (hp, wp) = (ih + pt + pb, iw + pl + pr);
+        let (hq, lq) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        let sub = hq * lq;
+        let plane = sh * sw * sub;
+        let pad = X::from_i32_unchecked(zx).bits() ^ flip;
+        let fill = |(i, dst): (usize, &mut [u8])| {
+            let src = &x[i * geo.in_size..(i + 1) * geo.in_size];
+            dst.fill(pad);
+            for r in 0..ih {
+                let (y, srow) = (pt + r, &src[r * iw..(r + 1) * iw]);
+                for px in 0..sw {
+                    let drow = &mut dst[((y % sh) * sw + px) * sub + (y / sh) * lq..][..lq];
+                    // Padded column px + t sw is input column px + t sw - pl.
+                    let t0 = pl.saturating_sub(px).div_ceil(sw);
+                    let t1 = (pl + iw).saturating_sub(px).div_ceil(sw).min(lq);
+                    if t0 >= t1 {
+                        continue;
+                    }
+                    let c0 = px + t0 * sw - pl;
+                    copy_bits(&mut drow[t0..t1], &srow[c0..], sw);
+                    if flip != 0 {
+                        drow[t0..t1].iter_mut().for_each(|b| *b ^= flip);
+                    }
+                }
+            }
+        };
+        let mut xp = vec![0u8; geo.n * geo.c * plane];
+        if par {
+            xp.par_chunks_mut(plane).enumerate().for_each(fill);
+        } else {
+            xp.chunks_mut(plane).enumerate().for_each(fill);
+        }
+        let [kw, dh, dw] = [geo.k_sp[1], p.dilations[0], p.dilations[1]];
+        let offs = (0..geo.cg * geo.k_size)
+            .map(|r| {
+                let (c, t) = (r / geo.k_size, r % geo.k_size);
+                let (y, x) = ((t / kw) * dh, (t % kw) * dw);
+                c * plane + ((y % sh) * sw + x % sw) * sub + (y / sh) * lq + x / sw
+            })
+            .collect();
+        let [oh, ow] = [geo.out_sp[0], geo.out_sp[1]];
+        Direct {
+            xp,
+            plane,
+            lq,
+            ow,
+            ncols: (oh - 1) * lq + ow,
+            offs,
+        }
+    }
+
+    /// The [`Wrap`] of a block starting at grid column `c0`.
+    fn wrap(&self, c0: usize) -> Wrap {
+        Wrap {
+            c0,
+            period: self.lq,
+            keep: self.ow,
+        }
+    }
+}
+
+/// Fills `col [cg * K, p1 - p0]` (raw bits; 1-d and 3-d and up, 2-d convolutions use [`Direct`]) for output positions `[p0, p1)`: row `(c, k)` holds the
 /// input under kernel tap `k` for each output position, `pad` (the input zero point) in padding.
 fn im2col<X: QType>(
     geo: &Geometry,
@@ -345,10 +457,6 @@ fn im2col<X: QType>(
     p1: usize,
 ) {
     let nd = geo.in_sp.len();
-    if nd == 2 {
-        im2col_2d(geo, p, x, pad, col, p0, p1);
-        return;
-    }
     let in_strides = strides_of(&geo.in_sp);
     let last = nd - 1;
     let ow = geo.out_sp[last];
@@ -392,17 +500,7 @@ fn im2col<X: QType>(
                     seg[h - c0..].fill(pad);
                     if l < h {
                         let start = (b as isize + (l * s) as isize + off) as usize;
-                        let dst = &mut seg[l - c0..h - c0];
-                        if s == 1 {
-                            for (d, v) in dst.iter_mut().zip(&xc[start..start + (h - l)]) {
-                                *d = v.bits();
-                            }
-                        } else {
-                            let src = xc[start..].iter().step_by(s);
-                            for (d, v) in dst.iter_mut().zip(src) {
-                                *d = v.bits();
-                            }
-                        }
+                        copy_bits(&mut seg[l - c0..h - c0], &xc[start..], s);
                     }
                 }
             }
@@ -412,68 +510,36 @@ fn im2col<X: QType>(
     }
 }
 
-/// [`im2col`] for 2-d convolutions: the same values, the output rows of the tile walked directly
-/// (no index vectors), the in-range part of each row segment copied, the rest filled with `pad`.
-fn im2col_2d<X: QType>(
-    geo: &Geometry,
-    p: &ConvParams,
-    x: &[X],
-    pad: u8,
-    col: &mut [u8],
-    p0: usize,
-    p1: usize,
-) {
-    let [ih, iw] = [geo.in_sp[0], geo.in_sp[1]];
-    let [kh, kw] = [geo.k_sp[0], geo.k_sp[1]];
-    let ow = geo.out_sp[1];
-    let [sh, sw] = [p.strides[0], p.strides[1]];
-    let [dh, dw] = [p.dilations[0], p.dilations[1]];
-    let [ph, pw] = [p.pads[0] as isize, p.pads[1] as isize];
-    let width = p1 - p0;
-    for (r, dst) in col.chunks_mut(width).enumerate() {
-        let (c, t) = (r / geo.k_size, r % geo.k_size);
-        let (ky, kx) = (t / kw, t % kw);
-        debug_assert!(ky < kh);
-        let xc = &x[c * geo.in_size..(c + 1) * geo.in_size];
-        let off = (kx * dw) as isize - pw;
-        let (lo, hi) = valid_range(ow, sw, off, iw);
-        let (mut oy, mut c0) = (p0 / ow, p0 % ow);
-        let mut pos = p0;
-        while pos < p1 {
-            let c1 = ow.min(c0 + (p1 - pos));
-            let seg = &mut dst[pos - p0..pos - p0 + (c1 - c0)];
-            let iy = (oy * sh + ky * dh) as isize - ph;
-            if iy < 0 || iy >= ih as isize {
-                seg.fill(pad);
-            } else {
-                let h = hi.clamp(c0, c1);
-                let l = lo.clamp(c0, h);
-                seg[..l - c0].fill(pad);
-                seg[h - c0..].fill(pad);
-                if l < h {
-                    let start = (iy as usize * iw) as isize + (l * sw) as isize + off;
-                    let xr = &xc[start as usize..];
-                    let dst = &mut seg[l - c0..h - c0];
-                    if sw == 1 {
-                        for (d, v) in dst.iter_mut().zip(xr) {
-                            *d = v.bits();
-                        }
-                    } else {
-                        for (d, v) in dst.iter_mut().zip(xr.iter().step_by(sw)) {
-                            *d = v.bits();
-                        }
-                    }
-                }
-            }
-            pos += c1 - c0;
-            oy += 1;
-            c0 = 0;
+/// `dst[j] = src[j * step]` as raw bits (the in-range part of an im2col row segment).
+#[inline(always)]
+fn copy_bits<X: QType>(dst: &mut [u8], src: &[X], step: usize) {
+    if step == 1 {
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d = v.bits();
+        }
+    } else {
+        for (d, v) in dst.iter_mut().zip(src.iter().step_by(step)) {
+            *d = v.bits();
         }
     }
 }
 
+/// Most taps a depthwise kernel may have for the exact f32 form ([`DwPlane::run_f32`]).
+///
+/// Bound: every factor `x - zx` and `w - zw` lies in `[-255, 255]`, so each product is an integer
+/// of magnitude at most `255 * 255 = 65025 < 2^24` (exact in f32), and any partial sum of at most
+/// `DW_F32_TAPS = 64` products has magnitude at most `64 * 65025 = 4161600 < 2^22`: every
+/// intermediate f32 value is an integer below `2^24`, so each multiply and add is exact, in any
+/// order, and the result equals the i32 sum (which cannot wrap either). Below `2^22` it is also in
+/// the domain of `quant::round_half_even_small`, which converts it back to i32 exactly.
+const DW_F32_TAPS: usize = 64;
+
+/// f32 lanes the depthwise row loops work in.
+const DW_LANES: usize = 16;
+
 /// One output plane of a 2-d depthwise convolution: `x [H, W]` (one input channel), taps
-/// `wts [kh * kw]` already minus the weight zero point, accumulated directly in i32 per output row
+/// `wts [kh * kw]` already minus the weight zero point. Kernels of at most [`DW_F32_TAPS`] taps take
+/// the exact f32 form ([`DwPlane::run_f32`]); larger ones accumulate directly in i32 per output row
 /// (vectorized over the output width), padding skipped (it would contribute `(zx - zx) * w = 0`).
 pub(crate) struct DwPlane<'a, T, O> {
     x: &'a [T],
@@ -490,11 +556,136 @@ pub(crate) struct DwPlane<'a, T, O> {
     chan: usize,
     out: &'a mut [O],
     acc: &'a mut [i32],
+    /// f32 scratch of [`DwPlane::f32_len`] values when the f32 form applies.
+    fx: &'a mut [f32],
+}
+
+/// Layout of the f32 input plane of [`DwPlane::run_f32`]: `(span, phase length, row length)`.
+/// One output row reads `span = (ow - 1) sw + (kw - 1) dw + 1` padded input columns; they are stored
+/// split by stride phase (column `u` at `(u % sw) * len + u / sw`, `len = span.div_ceil(sw)`), so
+/// that every tap reads a contiguous run.
+/// The output width is rounded up to [`DW_LANES`] (the extra columns read zeros or the next
+/// phase and are dropped) so that every row loop runs over whole vectors.
+fn dw_f32_layout(ow: usize, kw: usize, sw: usize, dw: usize) -> (usize, usize, usize) {
+    let span = (ow.next_multiple_of(DW_LANES) - 1) * sw + (kw - 1) * dw + 1;
+    let len = span.div_ceil(sw);
+    (span, len, sw * len)
 }
 
 impl<T: QType, O: QOut> DwPlane<'_, T, O> {
+    /// The f32 scratch length a plane needs: 0 unless the f32 form applies.
+    fn f32_len(
+        hw: [usize; 2],
+        k: [usize; 2],
+        ohw: [usize; 2],
+        s: [usize; 2],
+        d: [usize; 2],
+    ) -> usize {
+        if k[0] * k[1] > DW_F32_TAPS || ohw[1] == 0 {
+            return 0;
+        }
+        let (_, _, rl) = dw_f32_layout(ohw[1], k[1], s[1], d[1]);
+        hw[0] * rl + ohw[1].next_multiple_of(DW_LANES)
+    }
+
     #[inline(always)]
     pub(crate) fn run(&mut self) {
+        if !self.fx.is_empty() {
+            self.run_f32();
+        } else {
+            self.run_i32();
+        }
+    }
+
+    /// The exact f32 form (see [`DW_F32_TAPS`] for why it is exact): the input plane is converted
+    /// once to `x - zx` in f32, padding included as 0 (it contributes `(zx - zx) * w = 0`, as in
+    /// the reference), then each output row is a sum of whole-row multiply-adds over contiguous
+    /// runs (vectorized over the output width, any stride, through the phase-split layout).
+    #[inline(always)]
+    fn run_f32(&mut self) {
+        let [h, wd] = self.hw;
+        let [kh, kw] = self.k;
+        let [oh, ow] = self.ohw;
+        let [sh, sw] = self.s;
+        let [dh, dw] = self.d;
+        let [ph, pw] = self.pad;
+        let zx = self.zx;
+        let (span, len, rl) = dw_f32_layout(ow, kw, sw, dw);
+        let (fp, facc) = self.fx.split_at_mut(h * rl);
+        let owp = ow.next_multiple_of(DW_LANES);
+        let facc = &mut facc[..owp];
+        // Padded column u is input column u - pw.
+        let u0 = (pw.max(0) as usize).min(span);
+        let u1 = ((pw + wd as isize).max(0) as usize).clamp(u0, span);
+        let c0 = (u0 as isize - pw) as usize;
+        for (i, dst) in fp.chunks_exact_mut(rl).enumerate() {
+            let xr = &self.x[i * wd..(i + 1) * wd];
+            if sw == 1 {
+                dst[..u0].fill(0.0);
+                dst[u1..].fill(0.0);
+                for (d, &v) in dst[u0..u1].iter_mut().zip(&xr[c0..]) {
+                    *d = (v.into() - zx) as f32;
+                }
+            } else {
+                dst.fill(0.0);
+                for u in u0..u1 {
+                    dst[(u % sw) * len + u / sw] = (xr[u - u0 + c0].into() - zx) as f32;
+                }
+            }
+        }
+        let acc = &mut self.acc[..ow];
+        for (r, orow) in self.out.chunks_mut(ow).enumerate().take(oh) {
+            facc.fill(0.0);
+            for ki in 0..kh {
+                let ih = (r * sh + ki * dh) as isize - ph;
+                if ih < 0 || ih >= h as isize {
+                    continue;
+                }
+                let row = &fp[ih as usize * rl..(ih as usize + 1) * rl];
+                let wts = &self.wts[ki * kw..(ki + 1) * kw];
+                if kw == 3 && sw == 1 && dw == 1 {
+                    let (w0, w1, w2) = (wts[0] as f32, wts[1] as f32, wts[2] as f32);
+                    for (q, f) in facc.chunks_exact_mut(DW_LANES).enumerate() {
+                        let j = q * DW_LANES;
+                        let a = &row[j..j + DW_LANES];
+                        let b = &row[j + 1..j + 1 + DW_LANES];
+                        let c = &row[j + 2..j + 2 + DW_LANES];
+                        // Computed into a local vector first: the stores into `f` then cannot
+                        // alias the loads, and the 16 lanes become one vector operation.
+                        let mut t = [0f32; DW_LANES];
+                        for l in 0..DW_LANES {
+                            t[l] = f[l] + (w0 * a[l] + w1 * b[l] + w2 * c[l]);
+                        }
+                        f.copy_from_slice(&t);
+                    }
+                } else {
+                    for (kj, &wv) in wts.iter().enumerate() {
+                        let off = kj * dw;
+                        let src = &row[(off % sw) * len + off / sw..][..owp];
+                        let wv = wv as f32;
+                        let runs = facc
+                            .chunks_exact_mut(DW_LANES)
+                            .zip(src.chunks_exact(DW_LANES));
+                        for (f, v) in runs {
+                            let mut t = [0f32; DW_LANES];
+                            for l in 0..DW_LANES {
+                                t[l] = f[l] + wv * v[l];
+                            }
+                            f.copy_from_slice(&t);
+                        }
+                    }
+                }
+            }
+            for (a, &f) in acc.iter_mut().zip(facc.iter()) {
+                *a = round_half_even_small(f).wrapping_add(self.init);
+            }
+            write_row(acc, orow, &self.stage, Chan::Row(self.chan));
+        }
+    }
+
+    /// The i32 form, for kernels of more than [`DW_F32_TAPS`] taps.
+    #[inline(always)]
+    fn run_i32(&mut self) {
         let [h, wd] = self.hw;
         let [kh, kw] = self.k;
         let [oh, ow] = self.ohw;
@@ -593,24 +784,37 @@ fn depthwise<K: Kernel, X: QType, O: QOut>(
         let (ni, mc) = (idx / geo.m, idx % geo.m);
         let ci = mc / geo.mg;
         let xs = &x[(ni * geo.c + ci) * geo.in_size..][..geo.in_size];
+        let (hw, k, ohw) = (
+            [geo.in_sp[0], geo.in_sp[1]],
+            [geo.k_sp[0], geo.k_sp[1]],
+            [geo.out_sp[0], geo.out_sp[1]],
+        );
+        let (s, d) = (
+            [p.strides[0], p.strides[1]],
+            [p.dilations[0], p.dilations[1]],
+        );
+        let flen = DwPlane::<X, O>::f32_len(hw, k, ohw, s, d);
         with_ints(geo.out_sp[1], |acc| {
-            let mut d = DwPlane {
-                x: xs,
-                hw: [geo.in_sp[0], geo.in_sp[1]],
-                k: [geo.k_sp[0], geo.k_sp[1]],
-                ohw: [geo.out_sp[0], geo.out_sp[1]],
-                s: [p.strides[0], p.strides[1]],
-                d: [p.dilations[0], p.dilations[1]],
-                pad: [p.pads[0] as isize, p.pads[1] as isize],
-                zx,
-                wts: &dw[mc * ks..(mc + 1) * ks],
-                init: prep.ibias.as_ref().map_or(0, |b| b[mc]),
-                stage,
-                chan: mc,
-                out: o,
-                acc,
-            };
-            kern.depthwise(&mut d);
+            with_floats(flen, |fx| {
+                let mut d = DwPlane {
+                    x: xs,
+                    hw: [geo.in_sp[0], geo.in_sp[1]],
+                    k: [geo.k_sp[0], geo.k_sp[1]],
+                    ohw: [geo.out_sp[0], geo.out_sp[1]],
+                    s: [p.strides[0], p.strides[1]],
+                    d: [p.dilations[0], p.dilations[1]],
+                    pad: [p.pads[0] as isize, p.pads[1] as isize],
+                    zx,
+                    wts: &dw[mc * ks..(mc + 1) * ks],
+                    init: prep.ibias.as_ref().map_or(0, |b| b[mc]),
+                    stage,
+                    chan: mc,
+                    out: o,
+                    acc,
+                    fx,
+                };
+                kern.depthwise(&mut d);
+            })
         });
     };
     if par {

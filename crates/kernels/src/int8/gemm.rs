@@ -239,6 +239,7 @@ fn gemm_run<K: Kernel, A: QType, O: QOut>(
             },
             stage: prep.view(t.c0..t.c1),
             chan_is_row: false,
+            wrap: None,
             out: &mut t.rows,
         };
         kern.block::<O, true>(&mut blk);

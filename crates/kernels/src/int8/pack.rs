@@ -110,12 +110,26 @@ pub(crate) fn pack_v<T: QType>(
     signed: bool,
     out: &mut [u8],
 ) {
+    pack_v_by(l, src, k, |kk| kk * ld + c0, n, flip, signed, out);
+}
+
+/// [`pack_v`] for rows anywhere in `src`: row `kk < k` is `src[start(kk)..start(kk) + n]`.
+#[inline(always)]
+pub(crate) fn pack_v_by<T: QType>(
+    l: Layout,
+    src: &[T],
+    k: usize,
+    start: impl Fn(usize) -> usize,
+    n: usize,
+    flip: u8,
+    signed: bool,
+    out: &mut [u8],
+) {
     let k4 = k.div_ceil(4);
     let np = n.div_ceil(l.nr);
     let pl = l.v_panel(k4);
     let nr = l.nr;
-    let row =
-        |kk: usize| -> Option<&[T]> { (kk < k).then(|| &src[kk * ld + c0..kk * ld + c0 + n]) };
+    let row = |kk: usize| -> Option<&[T]> { (kk < k).then(|| &src[start(kk)..start(kk) + n]) };
     if !l.wide {
         for g in 0..k4 {
             let rows = [row(4 * g), row(4 * g + 1), row(4 * g + 2), row(4 * g + 3)];
@@ -203,5 +217,33 @@ pub(crate) fn col_sums<T: QType>(
         for (s, &x) in sums.iter_mut().zip(r) {
             *s = s.wrapping_add(dom(x.bits() ^ flip, signed));
         }
+    }
+}
+
+/// Kernel-domain sums of the first `n` columns packed in the V panels `v` (as [`pack_v_by`] wrote
+/// them, `k4` groups of 4 k), read as `signed`. Padding bytes and rows are 0 and add nothing.
+pub(crate) fn packed_col_sums(
+    l: Layout,
+    v: &[u8],
+    k4: usize,
+    n: usize,
+    signed: bool,
+    sums: &mut [i32],
+) {
+    let (nr, pl) = (l.nr, l.v_panel(k4));
+    for (p, dst) in sums[..n].chunks_mut(nr).enumerate() {
+        let mut acc = [0i32; MAX_NR];
+        for cell in v[p * pl..(p + 1) * pl].chunks_exact(nr * 4) {
+            for (a, b) in acc[..nr].iter_mut().zip(cell.chunks_exact(4)) {
+                let s = if l.wide {
+                    i16::from_le_bytes([b[0], b[1]]) as i32
+                        + i16::from_le_bytes([b[2], b[3]]) as i32
+                } else {
+                    dom(b[0], signed) + dom(b[1], signed) + dom(b[2], signed) + dom(b[3], signed)
+                };
+                *a = a.wrapping_add(s);
+            }
+        }
+        dst.copy_from_slice(&acc[..dst.len()]);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::private::Sealed;
 use crate::error::{KernelError, Result};
-use qtool_tensor::quant::{QInt, requantize};
+use qtool_tensor::quant::{QInt, requantize, round_half_even_small};
 use std::ops::Range;
 
 /// What an int8 kernel writes for each output element, from the exact i32 accumulator
@@ -108,7 +108,7 @@ macro_rules! qout_int8 {
             #[inline(always)]
             fn requant_finite(v: i32, multiplier: f32, lo: f32, hi: f32, zp: i32) -> Self {
                 let x = (v as f32 * multiplier).max(lo).min(hi);
-                <$t>::from_i32_unchecked(round_small(x) + zp)
+                <$t>::from_i32_unchecked(round_half_even_small(x) + zp)
             }
             fn range() -> (i32, i32) {
                 (<$t>::QMIN, <$t>::QMAX)
@@ -313,17 +313,6 @@ pub(crate) fn write_row<O: QOut>(vals: &[i32], out: &mut [O], st: &StageView<'_>
     }
 }
 
-/// `round_half_even(x) as i32` for `|x| <= 2^22`, in a form LLVM vectorizes (the saturating
-/// `as i32` does not): adding `1.5 * 2^23` puts `x` where the f32 spacing is exactly 1, so the
-/// addition itself rounds half to even (IEEE default rounding), and the low mantissa bits are the
-/// rounded integer. Callers clamp `x` to a requantization range (`|x| <= 510`) first.
-#[inline(always)]
-fn round_small(x: f32) -> i32 {
-    const MAGIC: f32 = 12_582_912.0;
-    debug_assert!(x.abs() <= 4_194_304.0);
-    ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
-}
-
 /// Requantizes a row with one multiplier (`ms.len() == 1`) or one per element.
 ///
 /// `requantize` computes `round_half_even((acc as f32 * m).clamp(lo, hi)) as i32 + zp` with
@@ -332,7 +321,8 @@ fn round_small(x: f32) -> i32 {
 /// `max(lo).min(hi)`, which is the same value: `acc as f32 * m` is then never NaN (finite times
 /// finite, at worst ±inf, which both forms map to the bound), and the only other difference, the
 /// sign of a zero, vanishes in the integer conversion. The rounding is half to even, as
-/// `quant::round_half_even`, computed by [`round_small`] on the clamped value. Non-finite
+/// `quant::round_half_even`, computed by `quant::round_half_even_small` on the clamped value (its
+/// domain, `|x| <= 2^22`, holds: `|x| <= 510`). Non-finite
 /// multipliers (`finite == false`, checked once per call) go through `requantize` itself. The tests
 /// compare every path with `requantize`.
 #[inline(always)]

@@ -423,6 +423,14 @@ fn qconv_fixed_shapes_on_every_path() {
         mk(&[1, 32, 9, 15], &[40, 32, 1, 1], 1, 1, 0, 1), // pointwise, SIMD-packed groups + tail panel
         mk(&[1, 36, 5, 71], &[8, 36, 1, 1], 1, 1, 0, 1),  // pointwise, full panels + partial one
         mk(&[1, 3, 41, 38], &[16, 3, 7, 7], 2, 1, 3, 1),  // stem-like 7x7 stride 2, K % 4 != 0
+        mk(&[1, 8, 12, 70], &[20, 8, 3, 3], 1, 1, 1, 1),  // direct: grid rows over several panels
+        mk(&[1, 5, 17, 23], &[9, 5, 3, 3], 2, 2, 2, 1),   // direct: stride 2 phases, dilation 2
+        mk(&[1, 4, 13, 29], &[7, 4, 2, 5], 3, 1, 2, 1),   // direct: stride 3, even kernel
+        mk(&[1, 16, 14, 14], &[32, 16, 1, 1], 2, 1, 0, 1), // direct: 1x1 stride 2 (downsample)
+        mk(&[2, 6, 3, 1], &[4, 6, 1, 1], 1, 1, 2, 1),     // direct: one input column, wide pads
+        mk(&[1, 6, 30, 33], &[6, 1, 7, 7], 2, 1, 3, 6),   // depthwise f32 form, stride 2 phases
+        mk(&[1, 3, 20, 41], &[6, 1, 3, 3], 3, 2, 1, 3),   // depthwise stride 3, dilation 2
+        mk(&[1, 2, 12, 21], &[2, 1, 9, 9], 1, 1, 4, 2),   // depthwise 81 taps: i32 form
     ];
     for path in paths() {
         for c in &cases {

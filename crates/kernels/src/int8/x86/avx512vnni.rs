@@ -2,7 +2,7 @@
 
 use crate::int8::block::{Block, Kernel, run_block};
 use crate::int8::conv::DwPlane;
-use crate::int8::pack::{Layout, pack_v};
+use crate::int8::pack::{Layout, pack_v_by};
 use crate::int8::{QOut, QType};
 use std::arch::x86_64::*;
 
@@ -33,19 +33,18 @@ impl Kernel for Avx512Vnni {
         // SAFETY: an `Avx512Vnni` token exists only if the CPU has these features (see `new`).
         unsafe { block_vnni::<O, RU>(b) }
     }
-    fn pack_v<T: QType>(
+    fn pack_v_by<T: QType>(
         self,
         src: &[T],
         k: usize,
-        ld: usize,
-        c0: usize,
+        start: impl Fn(usize) -> usize,
         n: usize,
         flip: u8,
         signed: bool,
         out: &mut [u8],
     ) {
         // SAFETY: the token proves the features; the callee is safe code compiled with them.
-        unsafe { pack_v_avx512(src, k, ld, c0, n, flip, signed, out) }
+        unsafe { pack_v_avx512(src, k, start, n, flip, signed, out) }
     }
     fn depthwise<T: QType, O: QOut>(self, d: &mut DwPlane<'_, T, O>) {
         // SAFETY: the token proves the features; the callee is safe code compiled with them.
@@ -53,15 +52,14 @@ impl Kernel for Avx512Vnni {
     }
 }
 
-/// [`pack_v`] for this layout: full cells (4 present k rows, 32 columns) are interleaved with
+/// [`pack_v_by`] for this layout: full cells (4 present k rows, 32 columns) are interleaved with
 /// byte/word unpacks (`4 x 32` source bytes become 32 lanes of 4 bytes); the others (the last k
 /// group when `k % 4 != 0`, the last panel when `n % 32 != 0`) take the generic code, cell by cell.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
 unsafe fn pack_v_avx512<T: QType>(
     src: &[T],
     k: usize,
-    ld: usize,
-    c0: usize,
+    start: impl Fn(usize) -> usize,
     n: usize,
     flip: u8,
     signed: bool,
@@ -73,19 +71,20 @@ unsafe fn pack_v_avx512<T: QType>(
     let nf = n / nr;
     let pl = LAYOUT.v_panel(k4);
     assert!(
-        out.len() >= n.div_ceil(nr) * pl && (k == 0 || src.len() >= (k - 1) * ld + c0 + n),
+        out.len() >= n.div_ceil(nr) * pl && (0..k).all(|kk| start(kk) + n <= src.len()),
         "int8 pack_v: buffers too short"
     );
     // Bytes of `src` (u8 and i8 have the same size and layout).
     let sp = src.as_ptr().cast::<u8>();
     let op = out.as_mut_ptr();
     // SAFETY: the features are enabled by this function's caller. Full cells read 32 bytes at
-    // `(4g + t) * ld + c0 + 32p` for `t < 4`, `g < kf`, `p < nf`, all `< (k - 1) * ld + c0 + n`
-    // (checked above), and write 128 bytes at `p * pl + 128 g`, inside `out` (checked above).
+    // `start(4g + t) + 32p` for `t < 4`, `g < kf`, `p < nf`, ending at most at
+    // `start(4g + t) + n <= src.len()` (checked above), and write 128 bytes at `p * pl + 128 g`,
+    // inside `out` (checked above).
     unsafe {
         let fl = _mm256_set1_epi8(flip as i8);
         for g in 0..kf {
-            let rows = [0, 1, 2, 3].map(|t| sp.add((4 * g + t) * ld + c0));
+            let rows = [0, 1, 2, 3].map(|t| sp.add(start(4 * g + t)));
             for p in 0..nf {
                 let ld32 =
                     |t: usize| _mm256_xor_si256(_mm256_loadu_si256(rows[t].add(nr * p).cast()), fl);
@@ -112,24 +111,15 @@ unsafe fn pack_v_avx512<T: QType>(
     if nf * nr < n {
         let j0 = nf * nr;
         let mut tmp = vec![0u8; LAYOUT.v_panel(k4)];
-        pack_v(LAYOUT, src, k, ld, c0 + j0, n - j0, flip, signed, &mut tmp);
+        let st = |kk: usize| start(kk) + j0;
+        pack_v_by(LAYOUT, src, k, st, n - j0, flip, signed, &mut tmp);
         out[nf * pl..nf * pl + tmp.len()].copy_from_slice(&tmp);
     }
     if kf < k4 {
         let mut tmp = vec![0u8; nr * 4];
-        let base = &src[4 * kf * ld..];
         for p in 0..nf {
-            pack_v(
-                LAYOUT,
-                base,
-                k - 4 * kf,
-                ld,
-                c0 + p * nr,
-                nr,
-                flip,
-                signed,
-                &mut tmp,
-            );
+            let st = |kk: usize| start(4 * kf + kk) + p * nr;
+            pack_v_by(LAYOUT, src, k - 4 * kf, st, nr, flip, signed, &mut tmp);
             out[p * pl + kf * nr * 4..p * pl + (kf + 1) * nr * 4].copy_from_slice(&tmp);
         }
     }

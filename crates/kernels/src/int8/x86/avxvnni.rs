@@ -2,7 +2,7 @@
 
 use crate::int8::block::{Block, Kernel, run_block};
 use crate::int8::conv::DwPlane;
-use crate::int8::pack::{Layout, pack_v};
+use crate::int8::pack::{Layout, pack_v_by};
 use crate::int8::{QOut, QType};
 use std::arch::x86_64::*;
 
@@ -29,19 +29,18 @@ impl Kernel for AvxVnni {
         // SAFETY: an `AvxVnni` token exists only if the CPU has AVX2 and AVX-VNNI (see `new`).
         unsafe { block_vnni::<O, RU>(b) }
     }
-    fn pack_v<T: QType>(
+    fn pack_v_by<T: QType>(
         self,
         src: &[T],
         k: usize,
-        ld: usize,
-        c0: usize,
+        start: impl Fn(usize) -> usize,
         n: usize,
         flip: u8,
         signed: bool,
         out: &mut [u8],
     ) {
         // SAFETY: the token proves AVX2; the callee is safe code compiled with AVX2 enabled.
-        unsafe { pack_v_avx2(src, k, ld, c0, n, flip, signed, out) }
+        unsafe { pack_v_avx2(src, k, start, n, flip, signed, out) }
     }
     fn depthwise<T: QType, O: QOut>(self, d: &mut DwPlane<'_, T, O>) {
         // SAFETY: the token proves AVX2; the callee is safe code compiled with AVX2 enabled.
@@ -53,14 +52,13 @@ impl Kernel for AvxVnni {
 unsafe fn pack_v_avx2<T: QType>(
     src: &[T],
     k: usize,
-    ld: usize,
-    c0: usize,
+    start: impl Fn(usize) -> usize,
     n: usize,
     flip: u8,
     signed: bool,
     out: &mut [u8],
 ) {
-    pack_v(LAYOUT, src, k, ld, c0, n, flip, signed, out);
+    pack_v_by(LAYOUT, src, k, start, n, flip, signed, out);
 }
 
 #[target_feature(enable = "avx2")]
