@@ -8,8 +8,9 @@
 //!   scalar zero points) for a given `group`; [`qconv`] runs an N-d convolution over an NCHW input with
 //!   [`QConvParams`] (the f32 [`crate::ConvParams`]: strides, dilations, resolved pads, group; resolve
 //!   `auto_pad` with [`crate::resolve_auto_pad`]). Depthwise (2-d, one input channel per group, any
-//!   channel multiplier), pointwise (1x1, stride 1, no pads: no im2col) and the general im2col case are
-//!   chosen automatically.
+//!   channel multiplier; exact f32 accumulation up to 64 taps), pointwise (1x1, stride 1, no pads: no
+//!   im2col), other 2-d convolutions (packed straight from a padded, stride-phase-split input copy)
+//!   and the im2col case (other ranks) are chosen automatically.
 //! - The [`OutputStage`] says what is written: raw i32 accumulators ([`OutputStage::Raw`], output
 //!   `&mut [i32]`), requantized u8/i8 ([`OutputStage::Requantize`], exactly
 //!   [`qtool_tensor::quant::requantize`] of `acc + bias[c]` with per-channel multipliers), or f32
