@@ -18,6 +18,13 @@ For each entry, prints one JSON line with:
   ort_rel_l2  largest relative L2 error of a float graph output, qtool against ORT
   openvino    "ok", "skipped", or the error of compiling/running with ov.Core() on CPU
   ov_rel_l2   largest relative L2 error of a float graph output, qtool against OpenVINO
+
+An entry may also name "fused": a QDQ model that ONNX Runtime runs with all graph optimizations
+(its QDQ fusions turn DQ -> Gemm -> Q into com.microsoft QGemm, DQ -> Conv -> Q into QLinearConv);
+then the result has
+  fused       {"max_abs": largest |difference| of the float graph outputs of this model (ORT,
+              optimizations off) against the fused model's, "ops": the op types ORT's optimized
+              graph holds (from optimized_model_filepath)}
 """
 
 from __future__ import annotations
@@ -45,6 +52,34 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 def short(e: BaseException) -> str:
     lines = [x.strip() for x in f"{type(e).__name__}: {e}".splitlines() if x.strip()]
     return " | ".join(lines)[-400:]
+
+
+def fused_compare(model: str, fused: str, feeds: dict, outputs: list) -> dict:
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    def session(path: str, level, save: str | None = None):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        so.intra_op_num_threads = 1
+        so.log_severity_level = 3
+        if save:
+            so.optimized_model_filepath = save
+        return ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+
+    ours = session(model, ort.GraphOptimizationLevel.ORT_DISABLE_ALL).run(outputs, feeds)
+    with tempfile.TemporaryDirectory() as d:
+        saved = os.path.join(d, "optimized.onnx")
+        theirs = session(fused, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, saved).run(
+            outputs, feeds
+        )
+        ops = sorted({n.op_type for n in onnx.load(saved).graph.node})
+    worst = 0.0
+    for a, b in zip(ours, theirs, strict=True):
+        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
+    return {"max_abs": worst, "ops": ops}
 
 
 def check_entry(e: dict) -> dict:
@@ -106,6 +141,12 @@ def check_entry(e: dict) -> dict:
         out["ort_rel_l2"] = worst
     except Exception as ex:  # noqa: BLE001
         out["ort"] = short(ex)
+
+    if e.get("fused"):
+        try:
+            out["fused"] = fused_compare(e["model"], e["fused"], feeds, graph_outputs)
+        except Exception as ex:  # noqa: BLE001
+            out["fused"] = {"error": short(ex)}
 
     if not e.get("openvino", False):
         out["openvino"] = "skipped"

@@ -108,12 +108,15 @@ pub(super) fn rewrite(
         | Op::MaxPool(_)
         | Op::Slice(_)
         | Op::Gather(_) => movement(g, n, opset),
-        Op::Resize(_) | Op::HardSigmoid(_) | Op::HardSwish(_) | Op::ConvTranspose(_) => {
-            Err(format!(
-                "ONNX Runtime has no QLinear kernel for {}; kept in QDQ form",
-                g.node(n).op().op_type()
-            ))
-        }
+        Op::HardSigmoid(_) | Op::HardSwish(_) | Op::ConvTranspose(_) => Err(format!(
+            "no com.microsoft QLinear op for {} in ONNX Runtime 1.32; kept in QDQ form",
+            g.node(n).op().op_type()
+        )),
+        Op::Resize(_) => Err(
+            "no QLinear op for Resize, and resizing the 8-bit tensor (ONNX Runtime's QOperator form) \
+             interpolates and rounds unlike the QDQ model; kept in QDQ form"
+                .into(),
+        ),
         _ => return None,
     };
     Some(r)
@@ -535,14 +538,11 @@ pub(crate) mod tests {
         insta::assert_snapshot!(out);
     }
 
+    /// Tensors by name.
+    pub(crate) type Named = Vec<(String, qtool_tensor::Tensor)>;
+
     /// Runs `m` in qtool on `x`: every 8-bit value by name, and the outputs.
-    pub(crate) fn exec(
-        m: &Model,
-        x: &qtool_tensor::Tensor,
-    ) -> (
-        Vec<(String, qtool_tensor::Tensor)>,
-        Vec<(String, qtool_tensor::Tensor)>,
-    ) {
+    pub(crate) fn exec(m: &Model, x: &qtool_tensor::Tensor) -> (Named, Named) {
         let ex = qtool_exec::Executor::new(m, qtool_exec::ExecOptions { threads: Some(1) })
             .unwrap_or_else(|e| panic!("{e}\n{}", m.graph.dump()));
         let mut eight = Vec::new();
