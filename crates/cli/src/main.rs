@@ -71,7 +71,7 @@ enum Cmd {
         data: Option<PathBuf>,
         /// Range method: minmax, percentile, entropy or mse. Statistics files keep histograms unless
         /// the method is minmax, so one file serves every method later.
-        #[arg(long, default_value = "entropy")]
+        #[arg(long, default_value = qtool_pipeline::config::DEFAULT_METHOD_NAME)]
         method: String,
         /// Keep per-channel activation statistics (axis 1) too.
         #[arg(long)]
@@ -115,7 +115,7 @@ enum Cmd {
     /// Q/DQ from the ranges, convert to the format, save atomically, and print how much each output
     /// lost against FP32 (SQNR, top-1 agreement).
     ///
-    /// Defaults: QDQ format, the entropy range method, weights int8 symmetric per output channel,
+    /// Defaults: QDQ format, the percentile range method (99.999), weights int8 symmetric per output channel,
     /// activations uint8 asymmetric, standard ONNX ops only. The same settings as a `qtool run`
     /// pipeline file make the same model byte for byte. `--format dynamic` needs no data:
     /// activations are quantized at run time (DynamicQuantizeLinear + ConvInteger/MatMulInteger).
@@ -138,8 +138,8 @@ enum Cmd {
         /// activation ranges computed at run time: no calibration).
         #[arg(long, default_value = "qdq")]
         format: qtool_pipeline::quantize::Format,
-        /// Range method: minmax, percentile, entropy or mse [default: entropy, chosen by measured
-        /// fidelity: docs/calibration.md]. Not for --format dynamic.
+        /// Range method: minmax, percentile, entropy or mse [default: percentile, chosen by measured
+        /// fidelity on real models: docs/calibration.md]. Not for --format dynamic.
         #[arg(long)]
         method: Option<String>,
         /// Activations: u8 (asymmetric) or s8 (symmetric).

@@ -12,6 +12,12 @@ use std::path::{Component, Path, PathBuf};
 /// The schema version this build reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// qtool's default range method (`calibration.method`, `qtool quantize`, `qtool calibrate`), chosen
+/// by measured fidelity on real models (docs/calibration.md, "The default range method").
+pub const DEFAULT_METHOD: Method = Method::Percentile;
+/// [`DEFAULT_METHOD`] as written in YAML and on the command line.
+pub const DEFAULT_METHOD_NAME: &str = "percentile";
+
 /// A configuration error: where (file, line, column, key path) and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -206,7 +212,7 @@ impl Default for CalibrationConfig {
     fn default() -> Self {
         let r = qtool_calib::RangeSettings::default();
         CalibrationConfig {
-            method: r.method,
+            method: DEFAULT_METHOD,
             mode: r.mode,
             percentile: r.percentile,
             num_bins: r.num_bins,
@@ -1333,6 +1339,13 @@ impl Resolver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_method_name_names_the_default_method() {
+        let m: Method = serde_json::from_value(DEFAULT_METHOD_NAME.into()).unwrap();
+        assert_eq!(m, DEFAULT_METHOD);
+        assert_eq!(CalibrationConfig::default().method, DEFAULT_METHOD);
+    }
 
     #[test]
     fn key_paths_split() {

@@ -50,7 +50,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(p.manifest, dir.join("manifest.json"));
     let s = &p.spec;
     assert_eq!(s.version, 1);
-    assert_eq!(s.calibration.method, qtool_pipeline::calib::Method::MinMax);
+    assert_eq!(s.calibration.method, qtool_pipeline::config::DEFAULT_METHOD);
     assert_eq!(s.calibration.percentile, 99.999);
     assert_eq!(s.calibration.histogram_bins, 16384);
     assert!(s.quantization.per_channel && !s.quantization.reduce_range);
