@@ -190,68 +190,119 @@ pub fn max_pool(
     let wins = axis_windows(&geo, p);
     let in_st = strides_of(&geo.in_sp);
     let work = out.len() * numel(&p.kernel)?;
+    let want_indices = indices.is_some();
     for_planes(out, indices, geo.out_size, work, |pi, o, ix| {
         let x = &input[pi * geo.in_size..(pi + 1) * geo.in_size];
+        let mut ix = ix;
         if let [wh, ww] = &wins[..] {
+            // Without indices and NaN, a maximum over a rectangle is a maximum over its rows of
+            // the maxima along each row: two 1-d passes instead of a walk over every window.
+            if !want_indices && !x.iter().any(|v| v.is_nan()) {
+                max_pool_2d_separable(x, geo.in_sp[1], wh, ww, o);
+                return;
+            }
             // 2-D: the same window walk without a tap list per output.
             let w = geo.in_sp[1];
-            let mut ix = ix;
             let mut j = 0;
             for th in &wh.taps {
                 for tw in &ww.taps {
-                    let mut best: Option<(f32, usize)> = None;
+                    let mut best = None;
                     for &ih in th {
                         for &iw in tw {
-                            let off = ih * w + iw;
-                            let v = x[off];
-                            match best {
-                                Some((b, _))
-                                    if v.partial_cmp(&b) != Some(std::cmp::Ordering::Greater) => {}
-                                _ => best = Some((v, off)),
-                            }
+                            keep_first_max(&mut best, x, ih * w + iw);
                         }
                     }
-                    let (v, i) = match best {
-                        Some((v, off)) => (v, (pi * geo.in_size + off) as i64),
-                        None => (f32::NEG_INFINITY, -1),
-                    };
-                    o[j] = v;
-                    if let Some(ix) = ix.as_deref_mut() {
-                        ix[j] = i;
-                    }
+                    store_max(best, pi * geo.in_size, &mut o[j], ix.as_deref_mut(), j);
                     j += 1;
                 }
             }
             return;
         }
         let mut oidx = vec![0usize; geo.out_sp.len()];
-        let mut ix = ix;
         for j in 0..geo.out_size {
             let taps: Vec<&[usize]> = wins
                 .iter()
                 .zip(&oidx)
                 .map(|(w, &o)| &w.taps[o][..])
                 .collect();
-            let mut best: Option<(f32, usize)> = None;
+            let mut best = None;
             for_window(&taps, &in_st, 0, &mut |off| {
-                let v = x[off];
-                match best {
-                    Some((b, _)) if v.partial_cmp(&b) != Some(std::cmp::Ordering::Greater) => {}
-                    _ => best = Some((v, off)),
-                }
+                keep_first_max(&mut best, x, off)
             });
-            let (v, i) = match best {
-                Some((v, off)) => (v, (pi * geo.in_size + off) as i64),
-                None => (f32::NEG_INFINITY, -1),
-            };
-            o[j] = v;
-            if let Some(ix) = ix.as_deref_mut() {
-                ix[j] = i;
-            }
+            store_max(best, pi * geo.in_size, &mut o[j], ix.as_deref_mut(), j);
             next_index(&mut oidx, &geo.out_sp);
         }
     });
     Ok(())
+}
+
+/// One tap of a MaxPool window walk: `x[off]` replaces the best so far only when it is greater,
+/// so the first maximum in walk order wins, a NaN first tap stays, and later NaNs never win.
+#[inline(always)]
+fn keep_first_max(best: &mut Option<(f32, usize)>, x: &[f32], off: usize) {
+    let v = x[off];
+    match *best {
+        Some((b, _)) if v.partial_cmp(&b) != Some(std::cmp::Ordering::Greater) => {}
+        _ => *best = Some((v, off)),
+    }
+}
+
+/// Stores the result of a window walk as output `j`: the maximum and its index in the whole input
+/// (`plane_base + offset`), or `-inf` and -1 for a window with no tap inside the input.
+#[inline(always)]
+fn store_max(
+    best: Option<(f32, usize)>,
+    plane_base: usize,
+    o: &mut f32,
+    ix: Option<&mut [i64]>,
+    j: usize,
+) {
+    let (v, i) = match best {
+        Some((v, off)) => (v, (plane_base + off) as i64),
+        None => (f32::NEG_INFINITY, -1),
+    };
+    *o = v;
+    if let Some(ix) = ix {
+        ix[j] = i;
+    }
+}
+
+/// 2-D max pooling of one NaN-free plane `x` (row length `w`) as a pass along each row and then
+/// one down each column. The same values as the window walk: with no NaN the maximum is
+/// associative, and among equal values (`-0.0` and `0.0`) the earliest row, then the earliest
+/// column, wins, which is the walk's row-major first maximum.
+fn max_pool_2d_separable(x: &[f32], w: usize, wh: &AxisWindows, ww: &AxisWindows, o: &mut [f32]) {
+    let h = x.len() / w;
+    let ow = ww.taps.len();
+    // Row maxima: rowmax[ih * ow + j] = max of row ih over the taps of output column j.
+    let mut rowmax = vec![f32::NEG_INFINITY; h * ow];
+    for (row, rm) in x.chunks_exact(w).zip(rowmax.chunks_exact_mut(ow)) {
+        for (r, tw) in rm.iter_mut().zip(&ww.taps) {
+            let mut b = f32::NEG_INFINITY;
+            for &iw in tw {
+                let v = row[iw];
+                if v > b {
+                    b = v;
+                }
+            }
+            *r = b;
+        }
+    }
+    for (orow, th) in o.chunks_exact_mut(ow).zip(&wh.taps) {
+        orow.fill(f32::NEG_INFINITY);
+        for (t, &ih) in th.iter().enumerate() {
+            let src = &rowmax[ih * ow..(ih + 1) * ow];
+            if t == 0 {
+                orow.copy_from_slice(src);
+            } else {
+                for (d, &v) in orow.iter_mut().zip(src) {
+                    if v > *d {
+                        *d = v;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// ONNX AveragePool. The divisor counts the window taps inside the input, or with
@@ -379,20 +430,21 @@ mod tests {
         (0..n).map(|i| from + i as f32).collect()
     }
 
-    /// The 2-D fast paths give bit-identical results (values, indices) to the general N-d walk,
-    /// reached here through the same pooling with a leading spatial axis of size 1.
+    /// The 2-D fast paths (the window walk with indices, the separable pass without) give
+    /// bit-identical results (values, indices) to the general N-d walk, reached here through the
+    /// same pooling with a leading spatial axis of size 1; with ties, signed zeros and NaNs.
     #[test]
     fn two_d_paths_match_the_general_walk() {
         let mut rng = crate::testutil::Rng::new(11);
-        for case in 0..40 {
+        for case in 0..120 {
             let (n, c) = (rng.range(1, 2), rng.range(1, 3));
-            let (h, w) = (rng.range(1, 9), rng.range(1, 9));
-            let (kh, kw) = (rng.range(1, 3), rng.range(1, 3));
+            let (h, w) = (rng.range(1, 14), rng.range(1, 14));
+            let (kh, kw) = (rng.range(1, 6), rng.range(1, 6));
             let pads = vec![
-                rng.range(0, 1),
-                rng.range(0, 1),
-                rng.range(0, 1),
-                rng.range(0, 1),
+                rng.range(0, kh - 1),
+                rng.range(0, kw - 1),
+                rng.range(0, kh - 1),
+                rng.range(0, kw - 1),
             ];
             let p2 = PoolParams {
                 kernel: vec![kh, kw],
@@ -414,8 +466,21 @@ mod tests {
                 continue;
             };
             let mut x = rng.vec(n * c * h * w);
+            if case % 3 == 1 {
+                // Few distinct values: ties everywhere, and zeros of both signs.
+                for v in &mut x {
+                    *v = (*v * 2.0).round() * 0.5;
+                    if *v == 0.0 && rng.bool() {
+                        *v = -0.0;
+                    }
+                }
+            }
             if case % 5 == 0 {
                 x[0] = f32::NAN;
+            }
+            if case % 7 == 0 {
+                let i = rng.range(0, x.len() - 1);
+                x[i] = f32::NAN;
             }
             let len = numel(&o2).unwrap();
             let (mut a, mut b) = (vec![0f32; len], vec![0f32; len]);
@@ -425,10 +490,26 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&a), bits(&b), "max values, case {case} {p2:?}");
             assert_eq!(ia, ib, "max indices, case {case} {p2:?}");
+            max_pool(&x, &s2, &p2, &mut a, None).unwrap();
+            assert_eq!(
+                bits(&a),
+                bits(&b),
+                "max values without indices, case {case} {p2:?}"
+            );
             for cip in [false, true] {
                 average_pool(&x, &s2, &p2, cip, &mut a).unwrap();
                 average_pool(&x, &s3, &p3, cip, &mut b).unwrap();
-                assert_eq!(bits(&a), bits(&b), "average, case {case} {p2:?} cip {cip}");
+                // A window with no counted tap is 0 / 0: a NaN whose sign bit may differ.
+                let canon = |v: &[f32]| {
+                    v.iter()
+                        .map(|f| if f.is_nan() { u32::MAX } else { f.to_bits() })
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    canon(&a),
+                    canon(&b),
+                    "average, case {case} {p2:?} cip {cip}"
+                );
             }
         }
     }

@@ -6,6 +6,7 @@
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+pub(crate) mod vmath;
 
 use std::sync::OnceLock;
 
