@@ -7,7 +7,8 @@ Usage: ort_calib_rusage.py OUT.json -- CMD [ARGS...]
 Peak memory is the child's maximum resident set size as the kernel reports it to the parent in
 wait4()'s rusage (ru_maxrss, KiB on Linux): exact, with no polling. Wall time is measured around
 the child from spawn to reaping. The child's stdout is passed through; its exit status and
-stdout are written to OUT.json as {"status", "wall_s", "max_rss_kib", "stdout"}.
+stdout are written to OUT.json as {"status", "wall_s", "max_rss_kib", "cpu_s", "stdout"} (cpu_s:
+the child's user + system CPU time, less sensitive than wall time to other load on the machine).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> int:
                 "status": p.returncode,
                 "wall_s": wall,
                 "max_rss_kib": ru.ru_maxrss,
+                "cpu_s": ru.ru_utime + ru.ru_stime,
                 "stdout": stdout.decode("utf-8", "replace"),
             },
             f,

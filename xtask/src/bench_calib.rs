@@ -10,7 +10,8 @@
 //! set size). ORT's calibration time is also taken from inside its process (calibrator API alone:
 //! `create_calibrator` + `collect_data` + `compute_data`), and the whole `quantize_static` is timed
 //! too. qtool's time is the whole `qtool calibrate` process (load, run, statistics, ranges, write).
-//! Prints a table and writes `target/calib-bench/results.json`; never asserts timings.
+//! Every process runs [`REPEATS`] times and the medians are reported. Prints a table and writes
+//! `target/calib-bench/results.json`; never asserts timings.
 
 use anyhow::{Context, Result, bail};
 use qtool_tensor::Tensor;
@@ -19,6 +20,10 @@ use std::path::{Path, PathBuf};
 
 /// Sample counts of every case.
 const SAMPLES: [usize; 2] = [32, 128];
+
+/// Runs of every measured process; the median of each quantity is reported (the machine the
+/// benchmark runs on is usually shared).
+const REPEATS: usize = 3;
 
 /// A calibration model and how its samples are made from photos.
 struct CalibModel {
@@ -35,6 +40,8 @@ struct CalibModel {
 struct Measured {
     wall_s: f64,
     max_rss_mib: f64,
+    /// User + system CPU time of the whole process.
+    cpu_s: f64,
     /// ORT: the calibration's own time, from inside the process.
     inner_s: Option<f64>,
 }
@@ -98,6 +105,44 @@ fn write_samples(m: &CalibModel, n: usize, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The median of some values (the mean of the middle two for an even count); NaN when empty.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `cmd` [`REPEATS`] times under the rusage meter; returns the medians of wall time, peak
+/// memory and (from `inner`, which reads a run's stdout) the inner time.
+fn measure_median(
+    python: &Path,
+    work: &Path,
+    cmd: &[&str],
+    inner: impl Fn(&str) -> Result<Option<f64>>,
+) -> Result<Measured> {
+    let mut runs = Vec::with_capacity(REPEATS);
+    for _ in 0..REPEATS {
+        let (mut m, stdout) = measure(python, work, cmd)?;
+        m.inner_s = inner(&stdout)?;
+        runs.push(m);
+    }
+    let inner: Vec<f64> = runs.iter().filter_map(|m| m.inner_s).collect();
+    Ok(Measured {
+        wall_s: median(runs.iter().map(|m| m.wall_s).collect()),
+        max_rss_mib: median(runs.iter().map(|m| m.max_rss_mib).collect()),
+        cpu_s: median(runs.iter().map(|m| m.cpu_s).collect()),
+        inner_s: (!inner.is_empty()).then(|| median(inner)),
+    })
+}
+
 /// Runs `cmd` under the rusage meter and returns its measurements and stdout.
 fn measure(python: &Path, work: &Path, cmd: &[&str]) -> Result<(Measured, String)> {
     let out = work.join("rusage.json");
@@ -122,6 +167,7 @@ fn measure(python: &Path, work: &Path, cmd: &[&str]) -> Result<(Measured, String
         Measured {
             wall_s: v["wall_s"].as_f64().unwrap_or(f64::NAN),
             max_rss_mib: v["max_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            cpu_s: v["cpu_s"].as_f64().unwrap_or(f64::NAN),
             inner_s: None,
         },
         v["stdout"].as_str().unwrap_or("").to_string(),
@@ -186,7 +232,7 @@ pub fn bench_calib(python: &Path, filter: Option<&str>) -> Result<bool> {
     let nmax = *SAMPLES.iter().max().expect("sample counts");
     let mut rows: Vec<Value> = Vec::new();
     println!(
-        "calibration: qtool calibrate vs ONNX Runtime quantize_static (all cores each; peak = child max RSS from wait4)"
+        "calibration: qtool calibrate vs ONNX Runtime quantize_static (all cores each; peak = child max RSS from wait4; medians of {REPEATS} runs)"
     );
     println!(
         "{:<12} {:>4} {:<10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10}",
@@ -216,7 +262,7 @@ pub fn bench_calib(python: &Path, filter: Option<&str>) -> Result<bool> {
                 let ort_work = work.join("ort");
                 let samples = n.to_string();
                 let script = crate::py::scripts_dir().join("ort_calib_bench.py");
-                let (mut meas, stdout) = measure(
+                let meas = measure_median(
                     python,
                     &work,
                     &[
@@ -235,10 +281,13 @@ pub fn bench_calib(python: &Path, filter: Option<&str>) -> Result<bool> {
                         "--work",
                         ort_work.to_str().context("work path")?,
                     ],
+                    |stdout| {
+                        let line: Value =
+                            serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+                                .context("ort_calib_bench.py output")?;
+                        Ok(line["seconds"].as_f64())
+                    },
                 )?;
-                let line: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
-                    .context("ort_calib_bench.py output")?;
-                meas.inner_s = line["seconds"].as_f64();
                 sides.push(meas);
             }
             ort.push((method, sides[0].clone(), sides[1].clone()));
@@ -254,7 +303,7 @@ pub fn bench_calib(python: &Path, filter: Option<&str>) -> Result<bool> {
             let stats = work.join("qtool_stats.json");
             let ranges = work.join("qtool_ranges.json");
             let samples = n.to_string();
-            let (q, _) = measure(
+            let q = measure_median(
                 python,
                 &work,
                 &[
@@ -272,6 +321,7 @@ pub fn bench_calib(python: &Path, filter: Option<&str>) -> Result<bool> {
                     "--ranges",
                     ranges.to_str().context("path")?,
                 ],
+                |_| Ok(None),
             )?;
             let o = ort.iter().find(|o| o.0 == method);
             let fmt =
@@ -294,9 +344,9 @@ pub fn bench_calib(python: &Path, filter: Option<&str>) -> Result<bool> {
                 "model": m.name,
                 "samples": n,
                 "method": method,
-                "qtool": {"wall_s": q.wall_s, "max_rss_mib": q.max_rss_mib},
+                "qtool": {"wall_s": q.wall_s, "cpu_s": q.cpu_s, "max_rss_mib": q.max_rss_mib},
                 "ort_calibrator": o.map(|o| serde_json::json!({
-                    "calib_s": o.1.inner_s, "process_wall_s": o.1.wall_s, "max_rss_mib": o.1.max_rss_mib})),
+                    "calib_s": o.1.inner_s, "process_wall_s": o.1.wall_s, "process_cpu_s": o.1.cpu_s, "max_rss_mib": o.1.max_rss_mib})),
                 "ort_quantize_static": o.map(|o| serde_json::json!({
                     "quantize_s": o.2.inner_s, "process_wall_s": o.2.wall_s, "max_rss_mib": o.2.max_rss_mib})),
                 "speedup_vs_ort_entropy": entropy_s / q.wall_s,

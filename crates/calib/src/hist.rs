@@ -160,15 +160,20 @@ impl Histogram {
             return;
         }
         use rayon::prelude::*;
+        // One contiguous part per worker (at least PAR_CHUNK values each): every part needs its
+        // own n-bin count array, zeroed and summed afterwards, which for small parts (many per
+        // worker) cost as much as the counting itself.
+        let part = xs
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(PAR_CHUNK);
         let total = xs
-            .par_chunks(PAR_CHUNK)
-            .fold(
-                || vec![0u64; n],
-                |mut acc, chunk| {
-                    count(&mut acc, chunk);
-                    acc
-                },
-            )
+            .par_chunks(part)
+            .map(|chunk| {
+                let mut acc = vec![0u64; n];
+                count(&mut acc, chunk);
+                acc
+            })
             .reduce_with(|mut a, b| {
                 for (x, y) in a.iter_mut().zip(&b) {
                     *x += y;

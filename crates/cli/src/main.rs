@@ -292,7 +292,7 @@ fn run(cli: Cli) -> Result<()> {
                         )
                         .expect("valid template"),
                     );
-                    let stats = cal::calibrate(&m, &data, &settings, &mut |done, total| {
+                    let stats = cal::calibrate(m, &data, &settings, &mut |done, total| {
                         if let Some(t) = total {
                             bar.set_length(t as u64);
                         }

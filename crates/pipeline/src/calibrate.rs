@@ -145,14 +145,19 @@ pub fn open_source(
 }
 
 /// Runs calibration and returns the statistics. `progress(done, total)` after every sample.
+///
+/// Takes the model by value and drops it once the executor is built and the data source opened:
+/// the executor holds what it needs (its own tensors and packed weights), so the model's
+/// initializer data does not stay resident while the samples run.
 pub fn calibrate(
-    model: &Model,
+    model: Model,
     data: &Path,
     s: &CalibrateSettings,
     progress: &mut dyn FnMut(usize, Option<usize>),
 ) -> Result<CalibStats> {
-    let exec = Executor::new(model, ExecOptions { threads: s.threads })?;
-    let mut source = open_source(model, &exec, data, None)?;
+    let exec = Executor::new(&model, ExecOptions { threads: s.threads })?;
+    let mut source = open_source(&model, &exec, data, None)?;
+    drop(model);
     let (index, count) = s.shard.unwrap_or((0, 1));
     let opts = CalibOptions {
         stats: StatsConfig {

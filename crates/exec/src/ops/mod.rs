@@ -48,7 +48,13 @@ pub fn eval(
 
 /// State an op computes once from its constant inputs when the executor is built (packed int8
 /// weights), handed back to [`eval_with`] on every run. Downcast with `as &dyn Any`.
-pub trait Prepared: std::any::Any + Send + Sync + std::fmt::Debug {}
+pub trait Prepared: std::any::Any + Send + Sync + std::fmt::Debug {
+    /// Whether this state stands in for the constant at input `index`: when run with it, the op
+    /// reads nothing of that input, so the executor need not keep the constant tensor.
+    fn replaces_input(&self, _index: usize) -> bool {
+        false
+    }
+}
 
 /// What [`prepare`] knows about one input of a node.
 #[derive(Clone, Copy, Debug)]

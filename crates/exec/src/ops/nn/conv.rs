@@ -17,7 +17,12 @@ pub(super) struct PreparedConv {
     weights: ConvWeights,
 }
 
-impl Prepared for PreparedConv {}
+impl Prepared for PreparedConv {
+    /// The weight (input 1): its shape and data are in the packed form.
+    fn replaces_input(&self, index: usize) -> bool {
+        index == 1
+    }
+}
 
 /// Packs a constant f32 weight (input 1); `None` when it is not constant or cannot be packed (the
 /// node then reports any problem when it runs).
@@ -70,9 +75,21 @@ pub(super) fn conv_fused(
     act: Activation,
 ) -> Result<Vec<Tensor>, OpError> {
     let x = req(inputs, 0, "X")?;
-    let w = req(inputs, 1, "W")?;
+    // The executor drops a constant weight whose packed form replaces it: W may then be absent.
+    let w = opt(inputs, 1);
+    let packed = match w {
+        Some(w) => prepared_of(prepared, w),
+        None => prepared
+            .and_then(|p| (p as &dyn Any).downcast_ref::<PreparedConv>())
+            .map(|p| &p.weights),
+    };
     let b = opt(inputs, 2);
-    let (xs, ws) = (x.shape(), w.shape());
+    let xs = x.shape();
+    let ws = match (w, packed) {
+        (Some(w), _) => w.shape(),
+        (None, Some(cw)) => cw.shape(),
+        (None, None) => req(inputs, 1, "W")?.shape(),
+    };
     if xs.len() < 3 {
         bail!("input X must be [N, C, spatial...], got shape {xs:?}");
     }
@@ -113,10 +130,10 @@ pub(super) fn conv_fused(
         );
     }
     let mut out = vec![0f32; numel(&out_shape)?];
-    match prepared_of(prepared, w).filter(|cw| cw.group() == p.group) {
+    match packed.filter(|cw| cw.group() == p.group) {
         Some(cw) => qtool_kernels::conv_prepacked(&xd, xs, cw, bd.as_deref(), &p, act, &mut out),
         None => {
-            let wd = f32_data(w)?;
+            let wd = f32_data(req(inputs, 1, "W")?)?;
             qtool_kernels::conv_with_activation(&xd, xs, &wd, ws, bd.as_deref(), &p, act, &mut out)
         }
     }
