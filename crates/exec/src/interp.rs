@@ -45,9 +45,10 @@ struct Step {
     free_after: Vec<usize>,
     /// State computed once from the constant inputs (packed weights), see [`ops::prepare`].
     prepared: Option<Box<dyn Prepared>>,
-    /// The single reader of this step's output is an activation (step index) that this step can
-    /// apply in its output stage; used when no observer needs the intermediate value.
-    fuse: Option<(Activation, usize)>,
+    /// The readers of this step's output form an activation that this step can apply in its
+    /// output stage: the activation and the steps it replaces (the last one's output receives the
+    /// result); used when no observer needs the intermediate values.
+    fuse: Option<(Activation, Vec<usize>)>,
 }
 
 #[derive(Debug)]
@@ -246,37 +247,59 @@ impl Executor {
             }
         }
         let mut last_use: Vec<Option<usize>> = vec![None; n_slots];
-        // Readers of each slot: (step, input position); more than one is recorded as usize::MAX.
-        let mut reader: Vec<Option<(usize, usize)>> = vec![None; n_slots];
+        // Readers of each slot: (step, input position).
+        let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n_slots];
         for (i, s) in steps.iter().enumerate() {
             for (k, v) in s.inputs.iter().enumerate() {
                 let Some(v) = v else { continue };
                 last_use[*v] = Some(i);
-                reader[*v] = match reader[*v] {
-                    None => Some((i, k)),
-                    Some(_) => Some((usize::MAX, 0)),
-                };
+                readers[*v].push((i, k));
             }
         }
-        // Producer + activation fusion: the producer's only output has one reader, an activation
-        // reading it as its input 0, and is no graph output.
+        // Producer + activation fusion: the producer's only output is no graph output and has one
+        // reader, an activation reading it as its input 0; or (SiLU) exactly two readers, a Sigmoid
+        // and a Mul of the output by that Sigmoid's (only read, non-output) result.
+        let single_out = |s: &Step| match s.outputs[..] {
+            [Some(o)] if !s.folded => Some(o),
+            _ => None,
+        };
         for i in 0..steps.len() {
             let s = &steps[i];
             if s.folded || !ops::can_fuse_activation(&s.op) {
                 continue;
             }
-            let [Some(o)] = s.outputs[..] else { continue };
+            let Some(o) = single_out(s) else { continue };
             if keep[o] {
                 continue;
             }
-            if let Some((j, 0)) = reader[o]
-                && j != usize::MAX
-                && let Some(act) = activation[j]
-                && !steps[j].folded
-                && matches!(steps[j].outputs[..], [Some(_)])
-            {
-                steps[i].fuse = Some((act, j));
-            }
+            let fuse = match readers[o][..] {
+                [(j, 0)] => activation[j]
+                    .filter(|_| single_out(&steps[j]).is_some())
+                    .map(|act| (act, vec![j])),
+                [(a, ka), (b, kb)] => {
+                    let sig = |j: usize, k: usize| {
+                        (k == 0 && activation[j] == Some(Activation::Sigmoid))
+                            .then(|| single_out(&steps[j]))
+                            .flatten()
+                    };
+                    let (j, k, so) = match (sig(a, ka), sig(b, kb)) {
+                        (Some(so), _) => (a, b, so),
+                        (None, Some(so)) => (b, a, so),
+                        (None, None) => continue,
+                    };
+                    let mul = &steps[k];
+                    let operands_ok = matches!(mul.inputs[..], [Some(x), Some(y)]
+                        if (x, y) == (o, so) || (x, y) == (so, o));
+                    (matches!(mul.op, Op::Mul(_))
+                        && operands_ok
+                        && single_out(mul).is_some()
+                        && !keep[so]
+                        && matches!(readers[so][..], [(r, _)] if r == k))
+                    .then(|| (Activation::Silu, vec![j, k]))
+                }
+                _ => None,
+            };
+            steps[i].fuse = fuse;
         }
         for i in 0..steps.len() {
             let mut free: Vec<usize> = Vec::new();
@@ -607,7 +630,7 @@ impl Executor {
                 let prepared = s.prepared.as_deref();
                 let t0 = prof.is_some().then(Instant::now);
                 if observer.is_none()
-                    && let Some((act, j)) = s.fuse
+                    && let Some((act, ref js)) = s.fuse
                     && let Some(r) = self
                         .pool
                         .install(|| ops::eval_fused(&s.op, &args, prepared, act))
@@ -620,13 +643,19 @@ impl Executor {
                     drop(args);
                     st.nodes_run += 1;
                     if let (Some(p), Some(t0)) = (prof.as_deref_mut(), t0) {
-                        let op = format!("{}+{}", s.op.op_type(), self.steps[j].op.op_type());
+                        let mut op = s.op.op_type().to_string();
+                        for &j in js {
+                            op = op + "+" + self.steps[j].op.op_type();
+                        }
                         p.record(si, &s.node, &op, t.shape(), t0.elapsed());
                     }
-                    let o = self.steps[j].outputs[0].expect("fused activation output");
+                    let last = *js.last().expect("fusion absorbs a step");
+                    let o = self.steps[last].outputs[0].expect("fused activation output");
                     vals[o] = Some(t);
                     live += 1;
-                    absorbed[j] = true;
+                    for &j in js {
+                        absorbed[j] = true;
+                    }
                     st.peak_live_values = st.peak_live_values.max(live);
                     for v in &s.free_after {
                         if vals[*v].take().is_some() {

@@ -135,6 +135,17 @@ fn par_chunk(n: usize) -> Option<usize> {
     (threads > 1 && n >= PAR_THRESHOLD).then(|| (n.div_ceil(threads * 4)).max(4096))
 }
 
+/// Applies `f` to a copy of `a`'s f32 elements, in place, in chunks (in parallel for large inputs):
+/// for slice kernels such as `qtool_kernels::Activation::apply`.
+pub(crate) fn map_f32_slices(a: &ArrayD<f32>, f: impl Fn(&mut [f32]) + Sync + Send) -> ArrayD<f32> {
+    let mut v = elems(a).into_owned();
+    match par_chunk(v.len()) {
+        Some(c) => v.par_chunks_mut(c).for_each(&f),
+        None => f(&mut v),
+    }
+    arr(a.shape(), v)
+}
+
 /// Maps every element (in parallel for large inputs).
 pub(crate) fn map_vec<A: Sync, O: Send + Clone + Default>(
     xs: &[A],

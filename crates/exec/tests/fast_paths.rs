@@ -1,6 +1,7 @@
 //! The element-wise fast paths (inline loops, chunked parallel loops, Clip as a select) give exactly
 //! the values of a naive per-element reference, for every broadcast pattern, sizes on both sides of
-//! the parallel threshold and NaN inputs; and `Executor::run_profiled` reports every node that ran.
+//! the parallel threshold and NaN inputs; Conv+Sigmoid+Mul (SiLU) fusion equals the ops run one by
+//! one; and `Executor::run_profiled` reports every node that ran.
 
 mod common;
 
@@ -209,4 +210,104 @@ fn profile_lists_every_node_that_ran() {
         table.contains("Conv+Relu") && table.contains("slowest nodes"),
         "{table}"
     );
+}
+
+/// `x -> Conv -> c`, `s = Sigmoid(c)`, `y = Mul(c, s)` (operands in either order); with
+/// `sigmoid_is_output` the Sigmoid's result is a graph output too, which forbids the fusion.
+fn silu_model(swap: bool, sigmoid_is_output: bool) -> Model {
+    let mut rng = Rng::new(5);
+    let mut g = Graph::new("silu");
+    let x = g.add_value("x").unwrap();
+    g.inputs.push((
+        x,
+        ValueInfo::of_type(Type::tensor(DType::F32, &[1, 3, 20, 20])),
+    ));
+    let w = g
+        .add_initializer(
+            "w",
+            TensorData::from_tensor(&rng.tensor_f32(&[8, 3, 3, 3], -3.0, 3.0)),
+        )
+        .unwrap();
+    let [c, s, y] = ["c", "s", "y"].map(|n| g.add_value(n).unwrap());
+    g.add_node(
+        Node::new(ops::Conv::default(), "conv"),
+        &[Some(x), Some(w)],
+        &[Some(c)],
+    )
+    .unwrap();
+    g.add_node(Node::new(ops::Sigmoid {}, "sig"), &[Some(c)], &[Some(s)])
+        .unwrap();
+    let ins = if swap {
+        [Some(s), Some(c)]
+    } else {
+        [Some(c), Some(s)]
+    };
+    g.add_node(Node::new(ops::Mul {}, "mul"), &ins, &[Some(y)])
+        .unwrap();
+    g.outputs.push((y, ValueInfo::default()));
+    if sigmoid_is_output {
+        g.outputs.push((s, ValueInfo::default()));
+    }
+    Model {
+        graph: g,
+        opset_import: vec![OpsetId {
+            domain: None,
+            version: Some(17),
+        }],
+        ..Default::default()
+    }
+}
+
+/// Conv+Sigmoid+Mul (SiLU) runs as one node whose output is bit-identical to the three ops run
+/// one by one (an observer turns fusion off), and the sigmoid is within 3e-7 relative of f64.
+#[test]
+fn conv_silu_fusion_is_exact() {
+    let x = Rng::new(9).tensor_f32(&[1, 3, 20, 20], -2.0, 2.0);
+    for (swap, sig_out) in [(false, false), (true, false), (false, true)] {
+        let m = silu_model(swap, sig_out);
+        for threads in [1, 2] {
+            let ex = Executor::new(
+                &m,
+                ExecOptions {
+                    threads: Some(threads),
+                },
+            )
+            .unwrap();
+            let fused = ex.run(vec![("x".into(), x.clone())]).unwrap();
+            let mut conv_out = None;
+            let mut sig = None;
+            let unfused = ex
+                .run_observed(vec![("x".into(), x.clone())], &mut |name, t| match name {
+                    "c" => conv_out = Some(f(t)),
+                    "s" => sig = Some(f(t)),
+                    _ => {}
+                })
+                .unwrap();
+            assert_eq!(fused.len(), unfused.len());
+            for ((na, a), (nb, b)) in fused.iter().zip(&unfused) {
+                assert_eq!(na, nb);
+                assert_eq!(
+                    bits(&f(a)),
+                    bits(&f(b)),
+                    "{na}: swap {swap} sig_out {sig_out}"
+                );
+            }
+            let (c, s) = (conv_out.unwrap(), sig.unwrap());
+            let y = f(&fused[0].1);
+            for i in 0..c.len() {
+                let exact = 1.0 / (1.0 + (-(c[i] as f64)).exp());
+                assert!(
+                    ((s[i] as f64 - exact) / exact).abs() < 3e-7,
+                    "sigmoid({})",
+                    c[i]
+                );
+                assert_eq!(y[i].to_bits(), (c[i] * s[i]).to_bits());
+            }
+            let (_, prof) = ex.run_profiled(vec![("x".into(), x.clone())], 1).unwrap();
+            let conv = prof.nodes.iter().find(|n| n.node == "conv").unwrap();
+            // A Sigmoid result that is a graph output must exist on its own: no fusion.
+            let want = if sig_out { "Conv" } else { "Conv+Sigmoid+Mul" };
+            assert_eq!(conv.op_type, want);
+        }
+    }
 }

@@ -9,8 +9,8 @@
 use super::OpCtx;
 use crate::error::OpError;
 use crate::util::{
-    Float, Num, bad_type, broadcast_binary, broadcast_shapes, map_arr, mismatch, norm_axis, opt,
-    req, wrap,
+    Float, Num, bad_type, broadcast_binary, broadcast_shapes, map_arr, map_f32_slices, mismatch,
+    norm_axis, opt, req, wrap,
 };
 use crate::{bail, float_dispatch, num_dispatch, num_dispatch2};
 use ndarray::{ArrayD, IxDyn, Zip};
@@ -88,7 +88,15 @@ pub(crate) fn eval(op: &Op, cx: &OpCtx, inputs: &[Option<&Tensor>]) -> Option<R>
             .map(|t| vec![t])
         }
         Op::Clip(o) => one(clip(o, cx, inputs)),
-        Op::Sigmoid(_) => x().and_then(|t| float_unary!(t, name, [], |x| sigmoid(x))).map(|t| vec![t]),
+        Op::Sigmoid(_) => x()
+            .and_then(|t| match t {
+                // The vectorized sigmoid, which a Conv's fused Sigmoid/SiLU output stage also uses.
+                Tensor::F32(a) => Ok(Tensor::F32(map_f32_slices(a, |v| {
+                    qtool_kernels::Activation::Sigmoid.apply(v)
+                }))),
+                t => float_unary!(t, name, [], |x| sigmoid(x)),
+            })
+            .map(|t| vec![t]),
         Op::HardSigmoid(o) => {
             let (alpha, beta) = (o.alpha.unwrap_or(0.2) as f64, o.beta.unwrap_or(0.5) as f64);
             x().and_then(|t| float_unary!(t, name, [alpha = alpha, beta = beta], |x| (alpha * x + beta).clamp(0.0, 1.0))).map(|t| vec![t])
