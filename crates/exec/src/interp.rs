@@ -1,5 +1,6 @@
 //! The interpreter: an [`Executor`] is compiled once from a model (topological order, constants
-//! materialised, every op checked for support, last uses computed) and then runs it on named inputs,
+//! materialised, every op checked for support, last uses computed; an initializer read only through
+//! prepared state, such as a packed conv weight, is not kept) and then runs it on named inputs,
 //! freeing each intermediate value right after its last reader, optionally showing every value to an
 //! observer as it is produced.
 
@@ -118,14 +119,25 @@ impl Executor {
         let n_slots = g.value_ids().count();
         let names: Vec<String> = g.value_ids().map(|v| g.value_name(v).to_string()).collect();
         let mut consts: Vec<Option<Tensor>> = vec![None; n_slots];
+        // Initializers are converted to tensors when their first reader is prepared (below), so
+        // that a weight that only its packed form needs is converted, packed and dropped before
+        // the next one is converted: the build never holds all weights twice.
+        let mut unconverted = vec![false; n_slots];
         for &v in &g.initializers {
+            unconverted[slot(v)] = true;
+        }
+        let convert = |v: usize, consts: &mut [Option<Tensor>], unconverted: &mut [bool]| {
+            if !std::mem::take(&mut unconverted[v]) {
+                return Ok(());
+            }
             let t = g
-                .initializer(v)
+                .initializer(ValueId(v as u32))
                 .expect("listed initializer")
                 .to_tensor()
-                .map_err(|e| ExecError::Model(format!("initializer '{}': {e}", g.value_name(v))))?;
-            consts[slot(v)] = Some(t);
-        }
+                .map_err(|e| ExecError::Model(format!("initializer '{}': {e}", names[v])))?;
+            consts[v] = Some(t);
+            Ok::<(), ExecError>(())
+        };
         let threads = options
             .threads
             .unwrap_or_else(|| {
@@ -213,8 +225,32 @@ impl Executor {
         // Prepared state (weights packed once): only from true constants, not from graph inputs
         // whose initializer a caller may override.
         let overridable: Vec<usize> = g.inputs.iter().map(|(v, _)| slot(*v)).collect();
+        let is_const: Vec<bool> = consts
+            .iter()
+            .zip(&unconverted)
+            .map(|(c, &u)| c.is_some() || u)
+            .collect();
+        // Initializers the executor may drop once every reader has prepared state standing in for
+        // them: the reads still to be replaced (graph outputs and overridable inputs are never
+        // dropped; folded Constant outputs are kept, the observer is shown them).
+        let mut pending_reads: Vec<usize> = vec![0; n_slots];
+        let mut droppable = vec![false; n_slots];
+        for &v in &g.initializers {
+            droppable[slot(v)] = !overridable.contains(&slot(v));
+        }
+        for (_, v) in &outputs_of(&g) {
+            droppable[*v] = false;
+        }
+        for s in &steps {
+            for v in s.inputs.iter().flatten() {
+                pending_reads[*v] += 1;
+            }
+        }
         let mut activation: Vec<Option<Activation>> = vec![None; steps.len()];
         for (i, s) in steps.iter_mut().enumerate().filter(|(_, s)| !s.folded) {
+            for v in s.inputs.iter().flatten() {
+                convert(*v, &mut consts, &mut unconverted)?;
+            }
             let ins: Vec<PrepInput<'_>> = s
                 .inputs
                 .iter()
@@ -228,21 +264,37 @@ impl Executor {
                 .collect();
             s.prepared = pool.install(|| ops::prepare(&s.op, &ins));
             activation[i] = ops::fusable_activation(&s.op, s.opset, &ins);
+            drop(ins);
+            // Drop an initializer as soon as its last reader no longer needs it (keeps the peak
+            // while building at about one copy of the weights plus the packed ones so far).
+            let Some(p) = s.prepared.as_deref() else {
+                continue;
+            };
+            for (k, v) in s.inputs.iter().enumerate() {
+                let Some(v) = *v else { continue };
+                if droppable[v] && p.replaces_input(k) {
+                    pending_reads[v] -= 1;
+                    if pending_reads[v] == 0 {
+                        consts[v] = None;
+                        tracing::trace!(value = %names[v], "constant held only in prepared form");
+                    }
+                }
+            }
+        }
+        // Initializers no node reads (graph outputs, unused ones).
+        for v in 0..n_slots {
+            convert(v, &mut consts, &mut unconverted)?;
         }
 
         // Last uses: a slot is freed after the last step reading it, or right after its producer when
         // nothing reads it. Graph outputs and constants are never freed.
-        let outputs: Vec<(String, usize)> = g
-            .outputs
-            .iter()
-            .map(|(v, _)| (g.value_name(*v).to_string(), slot(*v)))
-            .collect();
+        let outputs = outputs_of(&g);
         let mut keep = vec![false; n_slots];
         for (_, s) in &outputs {
             keep[*s] = true;
         }
-        for (i, c) in consts.iter().enumerate() {
-            if c.is_some() {
+        for (i, &c) in is_const.iter().enumerate() {
+            if c {
                 keep[i] = true;
             }
         }
@@ -391,6 +443,17 @@ impl Executor {
             .iter()
             .filter(|s| s.prepared.is_some())
             .map(|s| s.node.as_str())
+            .collect()
+    }
+
+    /// Names of the constants (initializers and folded Constant outputs) the executor holds as
+    /// tensors. An initializer that only prepared state reads (a packed conv weight) is not held.
+    pub fn held_constants(&self) -> Vec<&str> {
+        self.consts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(v, _)| self.names[v].as_str())
             .collect()
     }
 
@@ -607,8 +670,17 @@ impl Executor {
                 let args: Vec<Option<&Tensor>> = s
                     .inputs
                     .iter()
-                    .map(|v| match v {
+                    .enumerate()
+                    .map(|(k, v)| match v {
                         None => Ok(None),
+                        // A constant held only in prepared form: the op reads it from there.
+                        Some(v)
+                            if vals[*v].is_none()
+                                && self.consts[*v].is_none()
+                                && s.prepared.as_ref().is_some_and(|p| p.replaces_input(k)) =>
+                        {
+                            Ok(None)
+                        }
                         Some(v) => vals[*v]
                             .as_ref()
                             .or(self.consts[*v].as_ref())
@@ -717,6 +789,14 @@ impl Executor {
             })
             .collect()
     }
+}
+
+/// The graph outputs: (name, slot).
+fn outputs_of(g: &qtool_ir::Graph) -> Vec<(String, usize)> {
+    g.outputs
+        .iter()
+        .map(|(v, _)| (g.value_name(*v).to_string(), slot(*v)))
+        .collect()
 }
 
 fn op_err(s: &Step, e: OpError) -> ExecError {
