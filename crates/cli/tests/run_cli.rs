@@ -124,16 +124,22 @@ fn run_writes_every_format_from_one_calibration_deterministically() {
         assert!(sqnr > 20.0, "{o}");
         assert!(o["quantized_nodes"].as_u64().unwrap() > 0);
     }
-    // The qlinear output records why the Gemm stayed in QDQ form.
+    // The qlinear output records what each rewrite became: the Gemm as a 1x1 QLinearConv
+    // between Reshapes (standard ops only), nothing skipped.
     let ql = &m["outputs"][1]["passes"][1];
     assert_eq!(ql["pass"], "qdq_to_qlinear");
+    let whats: Vec<&str> = ql["rewritten"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["what"].as_str().unwrap())
+        .collect();
     assert!(
-        ql["skipped"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("Gemm"),
+        whats.contains(&"became Reshape + QLinearConv (1x1) + Reshape"),
         "{ql}"
     );
+    assert!(whats.contains(&"became QLinearConv"), "{ql}");
+    assert_eq!(ql["skipped"].as_array().unwrap().len(), 0, "{ql}");
 
     // The same file again (with a different thread count): byte-identical outputs.
     ok(&["run", ps, "--quiet", "--threads", "2"]);
