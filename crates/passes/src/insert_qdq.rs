@@ -20,7 +20,7 @@ use crate::util::{
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Fact, Graph, Model, Node, NodeId, Op, TensorData, ValueId, ops};
 use qtool_tensor::DType;
-use qtool_tensor::quant::{QScheme, compute_scale_zp, quantize, quantize_bias};
+use qtool_tensor::quant::{QScheme, compute_scale_zp, quantize_bias, quantize_to_range};
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -51,6 +51,39 @@ impl ActivationScheme {
     }
 }
 
+/// How weights are stored.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightScheme {
+    /// int8, symmetric (zero-point 0, range [-127, 127]; ONNX Runtime's `weight_type=QInt8`).
+    #[default]
+    I8Symmetric,
+    /// uint8, asymmetric (range [0, 255], zero-point from each channel's range; ONNX Runtime's
+    /// `weight_type=QUInt8`).
+    U8Asymmetric,
+}
+
+impl WeightScheme {
+    /// The integer mapping, with ONNX Runtime's `reduce_range` when asked.
+    pub fn scheme(self, reduce_range: bool) -> QScheme {
+        let base = match self {
+            WeightScheme::I8Symmetric => QScheme::I8_SYM,
+            WeightScheme::U8Asymmetric => QScheme::U8_ASYM,
+        };
+        QScheme {
+            reduce_range,
+            ..base
+        }
+    }
+    /// The stored element type.
+    pub fn dtype(self) -> DType {
+        match self {
+            WeightScheme::I8Symmetric => DType::I8,
+            WeightScheme::U8Asymmetric => DType::U8,
+        }
+    }
+}
+
 /// A per-tensor override: either a range (`min` and `max`) or fixed parameters (`scale` and
 /// `zero_point`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -68,13 +101,20 @@ pub struct TensorOverride {
 pub struct InsertQdqOptions {
     /// Activation quantization (default `u8_asymmetric`).
     pub activations: ActivationScheme,
+    /// Weight quantization (default `i8_symmetric`).
+    pub weights: WeightScheme,
     /// Weights per output channel (default true); otherwise one scale per weight.
     pub per_channel: bool,
+    /// With `u8_asymmetric` weights, Conv weights get one scale and zero-point (per tensor) even
+    /// when `per_channel` is on (default false): ConvInteger takes a single weight zero-point, and
+    /// per-channel uint8 zero-points differ. Each such Conv is reported.
+    pub per_tensor_u8_conv_weights: bool,
     /// Weights use one bit less of range (ONNX Runtime's `reduce_range`; default false).
     pub reduce_range: bool,
     /// Quantize Conv/ConvTranspose/Gemm biases to int32 (default true).
     pub quantize_bias: bool,
-    /// Enlarge weight scales so the int32 bias cannot overflow, as ONNX Runtime does (default true).
+    /// Enlarge weight scales so the int32 bias cannot overflow, as ONNX Runtime does (default true;
+    /// like ONNX Runtime, only for symmetric int8 weights, whose zero-points are all 0).
     pub adjust_weight_scale_for_bias: bool,
     /// Remove Relu/Clip after a compute op when the output quantization clips the same (default true).
     pub absorb_activations: bool,
@@ -94,7 +134,9 @@ impl Default for InsertQdqOptions {
     fn default() -> Self {
         InsertQdqOptions {
             activations: ActivationScheme::default(),
+            weights: WeightScheme::default(),
             per_channel: true,
+            per_tensor_u8_conv_weights: false,
             reduce_range: false,
             quantize_bias: true,
             adjust_weight_scale_for_bias: true,
@@ -220,10 +262,7 @@ impl InsertQdq {
     }
 
     fn weight_scheme(&self) -> QScheme {
-        QScheme {
-            reduce_range: self.opts.reduce_range,
-            ..QScheme::I8_SYM
-        }
+        self.opts.weights.scheme(self.opts.reduce_range)
     }
 }
 
@@ -254,7 +293,7 @@ impl QP {
     }
 }
 
-fn zp_tensor(dtype: DType, shape: &[usize], zps: &[i32]) -> TensorData {
+pub(crate) fn zp_tensor(dtype: DType, shape: &[usize], zps: &[i32]) -> TensorData {
     match dtype {
         DType::U8 => tensor(shape, zps.iter().map(|&z| z as u8).collect::<Vec<_>>()),
         DType::I8 => tensor(shape, zps.iter().map(|&z| z as i8).collect::<Vec<_>>()),
@@ -313,24 +352,30 @@ pub(crate) fn weight_params(
     )
 }
 
+/// The weight quantized to `dtype` (int8 or uint8; values clipped to the type's range, as ONNX
+/// Runtime's QuantizeLinear does), stored with `shape`.
 pub(crate) fn quantize_weight(
     w: &[f32],
     shape: &[usize],
     axis: Option<usize>,
     scales: &[f32],
     zps: &[i32],
-) -> Vec<i8> {
+    dtype: DType,
+) -> TensorData {
     let (n, inner) = match axis {
         Some(a) => (shape[a], shape[a + 1..].iter().product::<usize>()),
         None => (1, w.len().max(1)),
     };
-    w.iter()
+    let (lo, hi) = dtype.int_range().expect("integer weight type");
+    let q: Vec<i32> = w
+        .iter()
         .enumerate()
         .map(|(i, &x)| {
             let c = (i / inner) % n;
-            quantize::<i8>(x, scales[c], zps[c])
+            quantize_to_range(x, scales[c], zps[c], lo as i32, hi as i32)
         })
-        .collect()
+        .collect();
+    zp_tensor(dtype, shape, &q)
 }
 
 /// How a node's inputs are treated.
@@ -353,6 +398,8 @@ struct WeightJob {
     axis: Option<usize>,
     bias: Option<usize>,
     x: ValueId,
+    /// Per tensor although per channel was asked (`per_tensor_u8_conv_weights`).
+    one_zp: bool,
 }
 
 impl Pass for InsertQdq {
@@ -525,7 +572,14 @@ impl Pass for InsertQdq {
                     if let Some((ws, axis)) = weight {
                         match node.input(ws) {
                             Some(w) if g.initializer(w).is_some_and(|t| t.dtype == DType::F32) => {
-                                let axis = if self.opts.per_channel { axis } else { None };
+                                let one_zp = self.opts.per_tensor_u8_conv_weights
+                                    && self.opts.weights == WeightScheme::U8Asymmetric
+                                    && matches!(node.op(), Op::Conv(_));
+                                let axis = if self.opts.per_channel && !one_zp {
+                                    axis
+                                } else {
+                                    None
+                                };
                                 let b = bias.filter(|_| self.opts.quantize_bias).filter(|&b| {
                                     node.input(b)
                                         .and_then(|bv| g.initializer(bv))
@@ -537,6 +591,7 @@ impl Pass for InsertQdq {
                                     axis,
                                     bias: b,
                                     x: node.input(0).unwrap_or(w),
+                                    one_zp: one_zp && self.opts.per_channel,
                                 });
                             }
                             Some(_) => act_slots.push(ws),
@@ -607,12 +662,21 @@ impl Pass for InsertQdq {
                     mark(&mut params, t, tp);
                     let mut what = "quantized (QDQ)".to_string();
                     if let Some(w) = wjob {
-                        what.push_str(match (w.axis, w.bias) {
-                            (Some(_), Some(_)) => ", weight per channel, bias int32",
-                            (Some(_), None) => ", weight per channel",
-                            (None, Some(_)) => ", weight per tensor, bias int32",
-                            (None, None) => ", weight per tensor",
+                        what.push_str(match w.axis {
+                            Some(_) => ", weight per channel",
+                            None => ", weight per tensor",
                         });
+                        if self.opts.weights == WeightScheme::U8Asymmetric {
+                            what.push_str(" uint8");
+                        }
+                        if w.one_zp {
+                            what.push_str(
+                                " (ConvInteger takes one weight zero-point; per_tensor_u8_conv_weights)",
+                            );
+                        }
+                        if w.bias.is_some() {
+                            what.push_str(", bias int32");
+                        }
                         weights.push(w);
                     }
                     if let Some(a) = absorb {
@@ -711,6 +775,7 @@ impl Pass for InsertQdq {
             });
             if let (Some((_, bd)), Some(xs)) = (&bias, x_scale)
                 && self.opts.adjust_weight_scale_for_bias
+                && self.opts.weights == WeightScheme::I8Symmetric
             {
                 bias_weight_scale_adjust(xs, &mut scales, bd);
             }
@@ -721,17 +786,9 @@ impl Pass for InsertQdq {
             {
                 Some(c) => c.3,
                 None => {
-                    let q = quantize_weight(&data, &shape, job.axis, &scales, &zps);
-                    let d = add_dq_weight(
-                        g,
-                        w,
-                        tensor(&shape, q),
-                        &scales,
-                        &zps,
-                        DType::I8,
-                        job.axis,
-                        job.node,
-                    );
+                    let dtype = self.opts.weights.dtype();
+                    let q = quantize_weight(&data, &shape, job.axis, &scales, &zps, dtype);
+                    let d = add_dq_weight(g, w, q, &scales, &zps, dtype, job.axis, job.node);
                     cache.push((w, job.axis, key, d));
                     d
                 }
@@ -920,3 +977,5 @@ fn add_dq_weight(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_u8;

@@ -24,7 +24,8 @@ pub use dead_code::{EliminateDeadCode, EliminateDeadCodeOptions};
 pub use fold_batchnorm::{FoldBatchNorm, FoldBatchNormOptions};
 pub use fold_constants::{FoldConstants, FoldConstantsOptions};
 pub use insert_qdq::{
-    ActivationScheme, InsertQdq, InsertQdqOptions, TensorOverride, bias_weight_scale_adjust,
+    ActivationScheme, InsertQdq, InsertQdqOptions, TensorOverride, WeightScheme,
+    bias_weight_scale_adjust,
 };
 pub use qdq_to_integer::{QdqToInteger, QdqToIntegerOptions};
 pub use qdq_to_qlinear::{QdqToQLinear, QdqToQLinearOptions};

@@ -107,8 +107,18 @@ impl QdqToInteger {
         };
         let ci = conv_integer(c);
         // ONNX Runtime's ConvInteger only takes a per-tensor weight zero-point; symmetric weights
-        // have all-equal (zero) per-channel zero-points, which one scalar says exactly.
+        // have all-equal (zero) per-channel zero-points, which one scalar says exactly. Per-channel
+        // uint8 zero-points differ: such a Conv stays QDQ.
         let w_zp = w.zp.map(|z| scalar_if_uniform(g, z));
+        if let Some(z) = w_zp
+            && g.initializer(z).is_some_and(|t| t.numel() > 1)
+        {
+            return Err(
+                "per-channel weight zero-points differ (uint8 weights): ConvInteger takes \
+                 one weight zero-point (quantize with per_tensor_u8_conv_weights or int8 weights)"
+                    .into(),
+            );
+        }
         let ins = [Some(x.q), Some(w.q), x.zp, w_zp];
         self.chain(
             g,
@@ -353,8 +363,8 @@ mod tests {
 #[cfg(test)]
 mod gemm_tests {
     use super::*;
+    use crate::InsertQdqOptions;
     use crate::testing::*;
-    use crate::{InsertQdq, PassCx, Ranges};
 
     #[test]
     fn gemm_with_trans_b_becomes_matmul_integer_with_b_transposed() {
@@ -373,16 +383,10 @@ mod gemm_tests {
         let y = b.node(gm, "fc", &[x, w, c], "y");
         b.output(y);
         let mut m = b.model(13);
-        let ranges: Ranges = [("x", (-1.0, 1.0)), ("y", (-3.0, 3.0))]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        run_cx(
-            &InsertQdq::new(Default::default()).unwrap(),
+        insert_qdq_from(
             &mut m,
-            &PassCx {
-                ranges: Some(&ranges),
-            },
+            &[("x", (-1.0, 1.0)), ("y", (-3.0, 3.0))],
+            InsertQdqOptions::default(),
         );
         let wq = crate::util::i64s(
             m.graph

@@ -61,6 +61,19 @@ pub(crate) struct Dq {
     pub axis: Option<i64>,
 }
 
+/// Refuses an int8 input with a uint8 weight: ONNX Runtime 1.32 has no QLinearConv or
+/// QLinearMatMul kernel for it (it refuses the model), so such an island stays QDQ.
+fn kernel_types(g: &Graph, x: &Dq, w: &Dq, op: &str) -> Result<(), String> {
+    let xt = x.zp.and_then(|z| crate::util::dtype_of(g, z));
+    let wt = crate::util::dtype_of(g, w.q);
+    if xt == Some(DType::I8) && wt == Some(DType::U8) {
+        return Err(format!(
+            "int8 input with uint8 weight: ONNX Runtime has no {op} kernel for int8 x uint8"
+        ));
+    }
+    Ok(())
+}
+
 /// The DequantizeLinear producing `v`, if any.
 pub(crate) fn dq_of(g: &Graph, v: Option<ValueId>) -> Option<Dq> {
     let n = g.producer(v?)?;
@@ -222,6 +235,7 @@ impl QdqToQLinear {
         );
         g.initializer(w.q)
             .ok_or("quantized weight is not an initializer")?;
+        kernel_types(g, &x, &w, "QLinearConv")?;
         let ws = consts(g, w.scale).ok_or("weight scale is not constant")?;
         let xs = consts(g, x.scale).ok_or("input scale is not constant")?[0];
         if ws.len() > 1 {
@@ -314,6 +328,7 @@ impl QdqToQLinear {
             a.zp.ok_or("A zero-point absent")?,
             b.zp.ok_or("B zero-point absent")?,
         );
+        kernel_types(g, &a, &b, "QLinearMatMul")?;
         if !is_scalar(g, b.scale) {
             let brank = g
                 .constant(b.q)
@@ -351,6 +366,7 @@ impl QdqToQLinear {
             return Err("transA = 1 (the QLinearConv form reads A as [M, K])".into());
         }
         let gp = gemm_parts(g, n, gm)?;
+        kernel_types(g, &gp.a, &gp.b, "QLinearConv")?;
         if gp.ws_len > 1 && !self.opts.per_channel {
             return Err("per-channel weight scales (per_channel=false)".into());
         }
@@ -506,8 +522,8 @@ impl Pass for QdqToQLinear {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::InsertQdqOptions;
     use crate::testing::*;
-    use crate::{InsertQdq, InsertQdqOptions, PassCx, Ranges};
 
     pub(crate) fn qdq_conv_matmul() -> qtool_ir::Model {
         let mut b = Builder::new();
@@ -524,16 +540,10 @@ pub(crate) mod tests {
         let y = b.node(ops::MatMul {}, "matmul", &[f, wm], "y");
         b.output(y);
         let mut m = b.model(13);
-        let ranges: Ranges = [("x", (-1.0, 1.0)), ("c", (-0.5, 0.7)), ("y", (-2.0, 2.0))]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        run_cx(
-            &InsertQdq::new(InsertQdqOptions::default()).unwrap(),
+        insert_qdq_from(
             &mut m,
-            &PassCx {
-                ranges: Some(&ranges),
-            },
+            &[("x", (-1.0, 1.0)), ("c", (-0.5, 0.7)), ("y", (-2.0, 2.0))],
+            InsertQdqOptions::default(),
         );
         m
     }

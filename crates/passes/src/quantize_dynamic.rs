@@ -20,7 +20,7 @@
 //! per-column B zero-point. The pass writes uint8 × int8 with scalar zero-point 0 everywhere.
 //! A graph input feeding several quantized ops gets one DynamicQuantizeLinear that they share.
 
-use crate::insert_qdq::{quantize_weight, weight_params};
+use crate::insert_qdq::{WeightScheme, quantize_weight, weight_params, zp_tensor};
 use crate::upgrade_opset::UpgradeOpset;
 use crate::util::{
     add_init, conv_integer, drop_init_if_unused, dtype_of, exclude_regexes, excluded_by, f32s,
@@ -29,7 +29,6 @@ use crate::util::{
 use crate::{Pass, PassCx, PassError, PassReport};
 use qtool_ir::{Graph, Model, Node, NodeId, Op, ValueId, ops};
 use qtool_tensor::DType;
-use qtool_tensor::quant::QScheme;
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -41,6 +40,10 @@ const DYNAMIC_OPS: &[&str] = &["Conv", "MatMul", "Gemm"];
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuantizeDynamicOptions {
+    /// Weight quantization (default `i8_symmetric`). With `u8_asymmetric` (ONNX Runtime's
+    /// `weight_type=QUInt8`) Conv weights are per tensor, as ConvInteger takes one weight
+    /// zero-point, and MatMul/Gemm weights get a zero-point per column.
+    pub weights: WeightScheme,
     /// Weights per output channel (default true); otherwise one scale per weight.
     pub per_channel: bool,
     /// Weights use one bit less of range (ONNX Runtime's `reduce_range`, for CPUs without VNNI).
@@ -60,6 +63,7 @@ pub struct QuantizeDynamicOptions {
 impl Default for QuantizeDynamicOptions {
     fn default() -> Self {
         QuantizeDynamicOptions {
+            weights: WeightScheme::default(),
             per_channel: true,
             reduce_range: false,
             contrib: false,
@@ -114,16 +118,13 @@ impl QuantizeDynamic {
         )
     }
 
-    fn scheme(&self) -> QScheme {
-        QScheme {
-            reduce_range: self.opts.reduce_range,
-            ..QScheme::I8_SYM
-        }
+    fn u8_weights(&self) -> bool {
+        self.opts.weights == WeightScheme::U8Asymmetric
     }
 }
 
-/// A weight stored quantized: the int8 initializer, its scales (one, or one per output channel),
-/// and the scalar zero-point 0.
+/// A weight stored quantized: the 8-bit initializer, its scales (one, or one per output channel),
+/// and its zero-point (scalar, or one per column when asked).
 #[derive(Clone)]
 struct QWeight {
     q: ValueId,
@@ -226,17 +227,25 @@ impl QuantizeDynamic {
         } else {
             (data.to_vec(), shape.to_vec())
         };
-        let (scales, zps) = weight_params(&data, &shape, axis, self.scheme());
-        let q = quantize_weight(&data, &shape, axis, &scales, &zps);
+        let scheme = self.opts.weights.scheme(self.opts.reduce_range);
+        let dtype = self.opts.weights.dtype();
+        let (scales, zps) = weight_params(&data, &shape, axis, scheme);
+        let q = quantize_weight(&data, &shape, axis, &scales, &zps, dtype);
         let base = g.value_name(w).to_string();
-        let qv = add_init(g, &format!("{base}_quantized"), tensor(&shape, q));
-        let zshape: Vec<usize> = if zp_per_channel && scales.len() > 1 {
-            vec![scales.len()]
+        let qv = add_init(g, &format!("{base}_quantized"), q);
+        let (zshape, zps): (Vec<usize>, Vec<i32>) = if zp_per_channel && scales.len() > 1 {
+            (vec![scales.len()], zps)
         } else {
-            vec![]
+            // One zero-point: symmetric int8 weights have 0 in every channel; uint8 weights reach
+            // here per tensor only (the callers ask for per-column zero-points otherwise).
+            debug_assert!(zps.iter().all(|&z| z == zps[0]));
+            (vec![], vec![zps[0]])
         };
-        let zeros = vec![0i8; zshape.iter().product()];
-        let zp = add_init(g, &format!("{base}_zero_point"), tensor(&zshape, zeros));
+        let zp = add_init(
+            g,
+            &format!("{base}_zero_point"),
+            zp_tensor(dtype, &zshape, &zps),
+        );
         let qw = QWeight { q: qv, scales, zp };
         cx.weights.insert(key, qw.clone());
         qw
@@ -267,7 +276,9 @@ impl QuantizeDynamic {
         };
         let y = node.output(0).ok_or("no output")?;
         let base = nname(g, n);
-        let axis = self.opts.per_channel.then_some(0);
+        // ConvInteger takes one weight zero-point: uint8 weights (whose per-channel zero-points
+        // differ) are quantized per tensor.
+        let axis = (self.opts.per_channel && !self.u8_weights()).then_some(0);
         let qw = self.weight(g, cx, wv, &wd, &ws, axis, false, false);
         let (xq, xs, xz) = self.dynq(g, cx, x, n);
         let mut cshape = vec![1usize; ws.len()];
@@ -296,8 +307,15 @@ impl QuantizeDynamic {
             y,
         );
         Ok(format!(
-            "became DynamicQuantizeLinear + ConvInteger + float rescale, weight {}",
-            per(&qw)
+            "became DynamicQuantizeLinear + ConvInteger + float rescale, weight {}{}",
+            per(&qw),
+            if self.opts.per_channel && self.u8_weights() {
+                " uint8 (ConvInteger takes one weight zero-point)"
+            } else if self.u8_weights() {
+                " uint8"
+            } else {
+                ""
+            }
         ))
     }
 
@@ -337,7 +355,8 @@ impl QuantizeDynamic {
         let n_cols = if trans_b { bs[0] } else { bs[bs.len() - 1] };
         // Per column only for a 2-D B (a batched B keeps one scale).
         let axis = (self.opts.per_channel && bs.len() == 2).then_some(bs.len() - 1);
-        let qw = self.weight(g, cx, bv, &bd, &bs, axis, trans_b, self.opts.contrib);
+        let zp_per_column = self.opts.contrib || self.u8_weights();
+        let qw = self.weight(g, cx, bv, &bd, &bs, axis, trans_b, zp_per_column);
         let scales: Vec<f32> = qw.scales.iter().map(|s| s * alpha).collect();
         let sshape: Vec<usize> = if scales.len() == 1 {
             vec![]
@@ -401,7 +420,8 @@ impl QuantizeDynamic {
             );
             "became DynamicQuantizeLinear + MatMulInteger + float rescale"
         };
-        Ok(format!("{what}, weight {}", per(&qw)))
+        let u8w = if self.u8_weights() { " uint8" } else { "" };
+        Ok(format!("{what}, weight {}{u8w}", per(&qw)))
     }
 
     /// Replaces node `n` (writing `y`) by `int_node → Cast → Mul(x_scale * w_scale) [→ Add(bias)]`.

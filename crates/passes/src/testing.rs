@@ -97,3 +97,20 @@ pub(crate) fn run_cx(p: &dyn Pass, m: &mut Model, cx: &PassCx) -> PassReport {
 pub(crate) fn show(m: &Model, r: &PassReport) -> String {
     format!("opset {}\n{}--\n{}", m.onnx_opset(), m.graph.dump(), r)
 }
+
+/// Quantizes `m` with `insert_qdq` (options `opts`) from these ranges (tensor name → (min, max)),
+/// checking the graph afterwards.
+pub(crate) fn insert_qdq_from(
+    m: &mut Model,
+    ranges: &[(&str, (f32, f32))],
+    opts: crate::InsertQdqOptions,
+) -> PassReport {
+    let ranges: crate::Ranges = ranges.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    run_cx(
+        &crate::InsertQdq::new(opts).unwrap(),
+        m,
+        &PassCx {
+            ranges: Some(&ranges),
+        },
+    )
+}

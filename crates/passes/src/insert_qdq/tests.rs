@@ -78,15 +78,39 @@ fn bias_weight_scale_adjustment_matches_hand_computation() {
     assert_eq!(quantize_bias(1000.0, xs * 1e-5), i32::MAX);
 }
 
+/// uint8 asymmetric weights as ONNX Runtime's `quantize_data(w, UINT8, symmetric=False)` gives
+/// them (values taken from onnxruntime 1.32): channel [0.5, -0.1] → zero-point 43, scale
+/// 0.6 / 255, q [255, 0]; channel [-0.25, 0.2] → 142, 0.45 / 255, [0, 255]; with reduce_range
+/// ([0, 127]) channel 0 → 21, 0.6 / 127, [127, 0].
+#[test]
+fn weight_params_per_channel_u8_asymmetric_as_onnx_runtime() {
+    let w = [0.5, -0.1, -0.25, 0.2];
+    let scheme = WeightScheme::U8Asymmetric.scheme(false);
+    let (s, z) = weight_params(&w, &[2, 2], Some(0), scheme);
+    assert_eq!(s, vec![(0.6f64 / 255.0) as f32, (0.45f64 / 255.0) as f32]);
+    assert_eq!(z, vec![43, 142]);
+    let q = quantize_weight(&w, &[2, 2], Some(0), &s, &z, DType::U8);
+    assert_eq!(q, tensor(&[2, 2], vec![255u8, 0, 0, 255]));
+    let (s, z) = weight_params(&w[..2], &[2], None, WeightScheme::U8Asymmetric.scheme(true));
+    assert_eq!((s, z.clone()), (vec![(0.6f64 / 127.0) as f32], vec![21]));
+}
+
 #[test]
 fn weight_params_per_channel_symmetric() {
     // Channel 0 max |w| = 0.5, channel 1 = 0.25; int8 symmetric uses [-127, 127].
     let (s, z) = weight_params(&[0.5, -0.1, -0.25, 0.2], &[2, 2], Some(0), QScheme::I8_SYM);
     assert_eq!(s, vec![(0.5f64 / 127.0) as f32, (0.25f64 / 127.0) as f32]);
     assert_eq!(z, vec![0, 0]);
-    let q = quantize_weight(&[0.5, -0.1, -0.25, 0.2], &[2, 2], Some(0), &s, &z);
+    let q = quantize_weight(
+        &[0.5, -0.1, -0.25, 0.2],
+        &[2, 2],
+        Some(0),
+        &s,
+        &z,
+        DType::I8,
+    );
     // -0.1 / (0.5/127) = -25.4 -> -25; 0.2 / (0.25/127) = 101.6 -> 102.
-    assert_eq!(q, vec![127, -25, -127, 102]);
+    assert_eq!(q, tensor(&[2, 2], vec![127i8, -25, -127, 102]));
     // Per tensor: one scale from max |w| = 0.5.
     let (s, _) = weight_params(&[0.5, -0.1, -0.25, 0.2], &[2, 2], None, QScheme::I8_SYM);
     assert_eq!(s, vec![(0.5f64 / 127.0) as f32]);

@@ -315,8 +315,8 @@ pub(super) fn qgemm(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::super::{QdqToQLinear, QdqToQLinearOptions};
+    use crate::InsertQdqOptions;
     use crate::testing::*;
-    use crate::{InsertQdq, InsertQdqOptions, PassCx, Ranges};
     use qtool_ir::{Model, ops};
     use qtool_tensor::DType;
 
@@ -375,27 +375,21 @@ pub(crate) mod tests {
         let sm = b.node(ops::Softmax { axis: Some(1) }, "softmax", &[y], "sm");
         b.output(sm);
         let mut model = b.model(13);
-        let ranges: Ranges = [
-            ("x", (-1.0, 1.0)),
-            ("c", (-0.8, 1.2)),
-            ("s", (0.0, 0.8)),
-            ("m", (-0.3, 1.0)),
-            ("ap", (-0.2, 0.9)),
-            ("a", (-0.4, 1.8)),
-            ("cat", (-0.4, 1.8)),
-            ("gp", (-0.2, 1.5)),
-            ("y", (-2.0, 2.0)),
-            ("sm", (0.0, 0.9)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        run_cx(
-            &InsertQdq::new(InsertQdqOptions::default()).unwrap(),
+        insert_qdq_from(
             &mut model,
-            &PassCx {
-                ranges: Some(&ranges),
-            },
+            &[
+                ("x", (-1.0, 1.0)),
+                ("c", (-0.8, 1.2)),
+                ("s", (0.0, 0.8)),
+                ("m", (-0.3, 1.0)),
+                ("ap", (-0.2, 0.9)),
+                ("a", (-0.4, 1.8)),
+                ("cat", (-0.4, 1.8)),
+                ("gp", (-0.2, 1.5)),
+                ("y", (-2.0, 2.0)),
+                ("sm", (0.0, 0.9)),
+            ],
+            InsertQdqOptions::default(),
         );
         model
     }
@@ -584,16 +578,10 @@ pub(crate) mod tests {
         );
         b.output(y);
         let mut m = b.model(13);
-        let ranges: Ranges = [("x", (-1.0, 1.0)), ("y", (-3.0, 2.5))]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        run_cx(
-            &InsertQdq::new(InsertQdqOptions::default()).unwrap(),
+        insert_qdq_from(
             &mut m,
-            &PassCx {
-                ranges: Some(&ranges),
-            },
+            &[("x", (-1.0, 1.0)), ("y", (-3.0, 2.5))],
+            InsertQdqOptions::default(),
         );
         m
     }
