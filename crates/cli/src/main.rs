@@ -97,7 +97,9 @@ enum Cmd {
         /// Write ranges (tensor name -> min, max) as JSON to this file.
         #[arg(long)]
         ranges: Option<PathBuf>,
-        /// Compute ranges with ONNX Runtime's histogram algorithms (for parity checks).
+        /// Compute ranges with ONNX Runtime's histogram algorithms (for parity checks). When
+        /// collecting with percentile or entropy, also collects ORT's own 2048-bin histograms (a
+        /// second pass over the data) so the ranges are computed on exactly ORT's histogram.
         #[arg(long)]
         ort: bool,
         /// Percentile kept by the percentile method (default 99.999).
@@ -145,6 +147,11 @@ enum Cmd {
         /// Activations: u8 (asymmetric) or s8 (symmetric).
         #[arg(long, default_value = "u8")]
         activations: String,
+        /// Weights: s8 (symmetric) or u8 (asymmetric, as ONNX Runtime's weight_type=QUInt8). With
+        /// u8, Conv weights are per tensor in the integer and dynamic formats (ConvInteger takes
+        /// one weight zero-point); s8 activations with u8 weights have no qlinear form.
+        #[arg(long, default_value = "s8")]
+        weights: String,
         /// One weight scale per tensor instead of per output channel.
         #[arg(long)]
         per_tensor: bool,
@@ -284,6 +291,14 @@ fn run(cli: Cli) -> Result<()> {
                         seed,
                         shard: shard.as_deref().map(parse_shard).transpose()?,
                         threads,
+                        // --ort with a histogram method: ONNX Runtime's own histograms too.
+                        ort_histogram_bins: (ort
+                            && matches!(
+                                method,
+                                qtool_pipeline::calib::Method::Percentile
+                                    | qtool_pipeline::calib::Method::Entropy
+                            ))
+                        .then_some(qtool_pipeline::calib::RangeSettings::default().num_bins as u32),
                     };
                     let bar = indicatif::ProgressBar::new(0);
                     bar.set_style(
@@ -325,6 +340,7 @@ fn run(cli: Cli) -> Result<()> {
             format,
             method,
             activations,
+            weights,
             per_tensor,
             exclude_nodes,
             exclude_op_types,
@@ -339,6 +355,11 @@ fn run(cli: Cli) -> Result<()> {
                 "s8" => true,
                 other => anyhow::bail!("--activations takes u8 or s8, got '{other}'"),
             };
+            let weights_u8 = match weights.as_str() {
+                "s8" => false,
+                "u8" => true,
+                other => anyhow::bail!("--weights takes s8 or u8, got '{other}'"),
+            };
             let settings = qz::QuantizeSettings {
                 format,
                 method: method
@@ -346,6 +367,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map(qtool_pipeline::calibrate::parse_method)
                     .transpose()?,
                 activations_s8,
+                weights_u8,
                 per_tensor,
                 exclude_regex: exclude_nodes,
                 exclude_op_types,

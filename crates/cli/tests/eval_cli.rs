@@ -1,40 +1,9 @@
 //! `qtool eval` end to end on the bundled example: the printed table, the JSON and the HTML report,
 //! accuracy with labels, the help text, and clear errors (never a panic) on bad input.
 
+mod common;
+use common::{fails_with, ok, p};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn qtool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qtool"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = qtool(args);
-    assert!(
-        out.status.success(),
-        "qtool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(args: &[&str], want: &str) {
-    let out = qtool(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "qtool {args:?} succeeded");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(
-        err.contains(want),
-        "qtool {args:?}: expected '{want}' in: {err}"
-    );
-}
-
-fn p(x: &Path) -> String {
-    x.to_str().unwrap().to_string()
-}
 
 #[test]
 fn eval_prints_the_table_and_writes_json_and_html() {
@@ -192,17 +161,17 @@ fn bad_input_gives_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let model = p(&ex.join("model.onnx"));
     let data = p(&ex.join("eval.npy"));
-    fails(
+    fails_with(
         &["eval", &model, &model, "--data", "/nonexistent/x.npy"],
         "no such file",
     );
-    fails(
+    fails_with(
         &["eval", &model, "/nonexistent/q.onnx", "--data", &data],
         "cannot load candidate model",
     );
     let garbage = dir.path().join("garbage.onnx");
     std::fs::write(&garbage, b"not a model").unwrap();
-    fails(
+    fails_with(
         &["eval", &model, &p(&garbage), "--data", &data],
         "cannot load candidate model",
     );
@@ -215,7 +184,7 @@ fn bad_input_gives_clear_errors() {
         .unwrap(),
     )
     .unwrap();
-    fails(
+    fails_with(
         &[
             "eval",
             &model,
@@ -227,9 +196,9 @@ fn bad_input_gives_clear_errors() {
         ],
         "3 entries",
     );
-    fails(
+    fails_with(
         &["eval", &model, &model, "--data", &data, "--json", &model],
         "refusing to overwrite",
     );
-    fails(&["eval", &model, &model], "--data");
+    fails_with(&["eval", &model, &model], "--data");
 }

@@ -1,37 +1,11 @@
 //! `qtool quantize`'s command line: `--help` names every flag and the default range method (the
 //! same as `qtool calibrate`'s and the pipeline file's); `--format dynamic` runs without data;
 //! `--stats` takes the statistics `qtool calibrate -o` writes and gives the model calibrating on the
-//! same data gives; bad flag values give clear errors.
+//! same data gives; `--weights u8` writes uint8 weights in every format; bad flag values give clear
+//! errors.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn qtool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qtool"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = qtool(args);
-    assert!(
-        out.status.success(),
-        "qtool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = qtool(args);
-    assert!(!out.status.success(), "qtool {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn p(x: &Path) -> String {
-    x.to_str().unwrap().to_string()
-}
+mod common;
+use common::{fails, ok, p};
 
 #[test]
 fn help_names_every_flag_and_the_default_method() {
@@ -43,6 +17,7 @@ fn help_names_every_flag_and_the_default_method() {
         "--format",
         "--method",
         "--activations",
+        "--weights",
         "--per-tensor",
         "--exclude-nodes",
         "--exclude-op-types",
@@ -164,5 +139,80 @@ fn dynamic_without_data_and_stats_from_calibrate() {
         &p(&dir.path().join("x.onnx")),
     ]);
     assert!(e.contains("contrib"), "{e}");
+    assert!(!dir.path().join("x.onnx").exists());
+}
+
+/// `--weights u8`: every format is written with uint8 weights (the integer format's ConvInteger
+/// with one weight zero-point, reported per Conv); bad values and s8 activations with u8 weights in
+/// the qlinear format are refused with the reason.
+#[test]
+fn weights_u8_in_every_format() {
+    let ex = qtool_testkit::workspace_root().join("examples/tiny_cnn");
+    let dir = tempfile::tempdir().unwrap();
+    let model = p(&ex.join("model.onnx"));
+    let calib = p(&ex.join("calib.npy"));
+    for format in ["qdq", "qlinear", "integer", "dynamic"] {
+        let out = dir.path().join(format!("u8.{format}.onnx"));
+        let mut args = vec!["quantize", &model, "--weights", "u8", "--format", format];
+        if format != "dynamic" {
+            args.extend(["--data", &calib]);
+        }
+        let o = p(&out);
+        args.extend(["-o", &o]);
+        let text = ok(&args);
+        assert!(text.contains("SQNR") || format == "dynamic", "{text}");
+        let m = qtool_pipeline::onnx::load(&out).unwrap();
+        let g = &m.graph;
+        let eight: Vec<qtool_tensor::DType> = g
+            .nodes()
+            .filter(|(_, n)| {
+                matches!(
+                    n.op().op_type(),
+                    "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul"
+                ) || (n.op().op_type() == "DequantizeLinear"
+                    && n.input(0).is_some_and(|v| g.initializer(v).is_some()))
+            })
+            .filter_map(|(_, n)| {
+                let w = match n.op().op_type() {
+                    "QLinearConv" | "QLinearMatMul" => 3,
+                    "ConvInteger" | "MatMulInteger" => 1,
+                    _ => 0,
+                };
+                g.initializer(n.input(w)?).map(|t| t.dtype)
+            })
+            .filter(|d| *d != qtool_tensor::DType::I32)
+            .collect();
+        assert!(!eight.is_empty(), "{format}");
+        assert!(
+            eight.iter().all(|d| *d == qtool_tensor::DType::U8),
+            "{format}: {eight:?}"
+        );
+    }
+    let e = fails(&[
+        "quantize",
+        &model,
+        "--data",
+        &calib,
+        "--weights",
+        "u4",
+        "-o",
+        &p(&dir.path().join("x.onnx")),
+    ]);
+    assert!(e.contains("--weights") && e.contains("u4"), "{e}");
+    let e = fails(&[
+        "quantize",
+        &model,
+        "--data",
+        &calib,
+        "--weights",
+        "u8",
+        "--activations",
+        "s8",
+        "--format",
+        "qlinear",
+        "-o",
+        &p(&dir.path().join("x.onnx")),
+    ]);
+    assert!(e.contains("int8 x uint8"), "{e}");
     assert!(!dir.path().join("x.onnx").exists());
 }

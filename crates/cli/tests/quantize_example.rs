@@ -1,21 +1,10 @@
 //! `qtool quantize` on the bundled example, in every format: the output passes the onnx checker
 //! (full_check), runs in ONNX Runtime, and ONNX Runtime's outputs equal qtool's own execution of it.
 
+mod common;
+use common::ok;
 use std::path::Path;
 use std::process::Command;
-
-fn qtool(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_qtool"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "qtool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn quantized_example_runs_in_onnx_runtime_like_in_qtool() {
@@ -28,7 +17,7 @@ fn quantized_example_runs_in_onnx_runtime_like_in_qtool() {
     let p = |x: &Path| x.to_str().unwrap().to_string();
     for format in ["qdq", "qlinear", "integer"] {
         let out = dir.path().join(format!("tiny.{format}.onnx"));
-        let report = qtool(&[
+        let report = ok(&[
             "quantize",
             &p(&ex.join("model.onnx")),
             "--data",
@@ -83,7 +72,7 @@ fn quantized_example_runs_in_onnx_runtime_like_in_qtool() {
             String::from_utf8_lossy(&st.stderr)
         );
         let ours_dir = dir.path().join(format!("q.{format}"));
-        qtool(&["exec", &p(&out), "--input", &p(&inp), "-o", &p(&ours_dir)]);
+        ok(&["exec", &p(&out), "--input", &p(&inp), "-o", &p(&ours_dir)]);
         let ours = qtool_data::load_npy(&ours_dir.join("prob.npy")).unwrap();
         let theirs = qtool_data::load_npz(&ort_out).unwrap().remove(0).1;
         qtool_testkit::assert_allclose(

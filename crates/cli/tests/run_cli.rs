@@ -3,25 +3,9 @@
 //! (apart from its timing section); the outputs load and run; the input is never overwritten; bad
 //! pipeline files fail with an error naming the line and key, never a panic.
 
+mod common;
+use common::{ok, qtool};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn qtool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qtool"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = qtool(args);
-    assert!(
-        out.status.success(),
-        "qtool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn pipeline(dir: &Path) -> std::path::PathBuf {
     let ex = qtool_testkit::workspace_root().join("examples/tiny_cnn");

@@ -235,6 +235,16 @@ pub enum Activations {
     I8Symmetric,
 }
 
+/// Weight type and symmetry: int8 symmetric, or uint8 asymmetric (ONNX Runtime's
+/// `weight_type=QUInt8`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weights {
+    #[default]
+    I8Symmetric,
+    U8Asymmetric,
+}
+
 /// Nodes left in float.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -263,6 +273,7 @@ pub struct Override {
 #[serde(deny_unknown_fields, default)]
 pub struct QuantizationConfig {
     pub activations: Activations,
+    pub weights: Weights,
     pub per_channel: bool,
     pub reduce_range: bool,
     pub quantize_bias: bool,
@@ -271,12 +282,17 @@ pub struct QuantizationConfig {
     pub op_types: Option<Vec<String>>,
     pub exclude: Exclude,
     pub overrides: BTreeMap<String, Override>,
+    /// Set when resolving: an `integer` output exists, so uint8 Conv weights are per tensor
+    /// (ConvInteger takes one weight zero-point). Not a key of the file.
+    #[serde(skip)]
+    pub integer_output: bool,
 }
 
 impl Default for QuantizationConfig {
     fn default() -> Self {
         QuantizationConfig {
             activations: Activations::default(),
+            weights: Weights::default(),
             per_channel: true,
             reduce_range: false,
             quantize_bias: true,
@@ -285,6 +301,7 @@ impl Default for QuantizationConfig {
             op_types: None,
             exclude: Exclude::default(),
             overrides: BTreeMap::new(),
+            integer_output: false,
         }
     }
 }
@@ -294,7 +311,9 @@ impl QuantizationConfig {
     pub fn insert_qdq_options(&self) -> serde_json::Value {
         serde_json::json!({
             "activations": self.activations,
+            "weights": self.weights,
             "per_channel": self.per_channel,
+            "per_tensor_u8_conv_weights": self.integer_output && self.weights == Weights::U8Asymmetric,
             "reduce_range": self.reduce_range,
             "quantize_bias": self.quantize_bias,
             "adjust_weight_scale_for_bias": self.adjust_weight_scale_for_bias,
@@ -363,6 +382,7 @@ impl OutputConfig {
     pub fn conversion_options(&self, q: &QuantizationConfig) -> serde_json::Value {
         let mut o = serde_json::Map::new();
         if self.format == OutputFormat::Dynamic {
+            o.insert("weights".into(), serde_json::json!(q.weights));
             o.insert("per_channel".into(), q.per_channel.into());
             o.insert("reduce_range".into(), q.reduce_range.into());
             o.insert("exclude_nodes".into(), serde_json::json!(q.exclude.nodes));
@@ -1145,6 +1165,24 @@ impl Resolver<'_> {
         }
         for (i, p) in spec.passes.iter().enumerate() {
             check_pass(&format!("passes[{i}]"), p)?;
+        }
+        spec.quantization.integer_output = spec
+            .outputs
+            .iter()
+            .any(|o| o.format == OutputFormat::Integer);
+        if spec.quantization.weights == Weights::U8Asymmetric
+            && spec.quantization.activations == Activations::I8Symmetric
+            && let Some(i) = spec
+                .outputs
+                .iter()
+                .position(|o| o.format == OutputFormat::Qlinear)
+        {
+            return Err(self.err(
+                &format!("outputs[{i}].format"),
+                "uint8 weights with int8 activations cannot be QLinearConv/QLinearMatMul \
+                 (ONNX Runtime has no int8 x uint8 kernel for them): use u8_asymmetric \
+                 activations or i8_symmetric weights",
+            ));
         }
         if let Err(e) = qtool_passes::build("insert_qdq", &spec.quantization.insert_qdq_options()) {
             let msg = e.to_string();

@@ -76,6 +76,8 @@ pub struct QuantizeSettings {
     pub method: Option<Method>,
     /// int8 symmetric activations instead of uint8 asymmetric.
     pub activations_s8: bool,
+    /// uint8 asymmetric weights instead of int8 symmetric (ONNX Runtime's `weight_type=QUInt8`).
+    pub weights_u8: bool,
     /// One weight scale per tensor instead of per output channel.
     pub per_tensor: bool,
     pub exclude_regex: Vec<String>,
@@ -167,6 +169,7 @@ pub fn pipeline_yaml(
         "calibration": calibration,
         "quantization": {
             "activations": if s.activations_s8 { "i8_symmetric" } else { "u8_asymmetric" },
+            "weights": if s.weights_u8 { "u8_asymmetric" } else { "i8_symmetric" },
             "per_channel": !s.per_tensor,
             "exclude": { "regex": s.exclude_regex, "op_types": s.exclude_op_types },
         },
@@ -226,6 +229,11 @@ pub fn quantize_with(
                 "--activations s8: dynamic quantization's DynamicQuantizeLinear makes uint8 activations only"
             );
         }
+    } else if s.activations_s8 && s.weights_u8 && s.format == Format::Qlinear {
+        bail!(
+            "--activations s8 with --weights u8 has no qlinear form: ONNX Runtime has no \
+             QLinearConv/QLinearMatMul kernel for int8 x uint8 (use --activations u8 or --weights s8)"
+        );
     } else if data.is_none() && s.stats.is_none() {
         bail!(
             "the {} format needs activation ranges: give calibration data (--data PATH) or saved statistics (--stats STATS)",

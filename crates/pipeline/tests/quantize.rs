@@ -2,7 +2,8 @@
 //! pipeline file give the same model byte for byte (defaults included); weights kept in Constant
 //! nodes (as Paddle exports them) are folded and quantized like initializer weights; dynamic
 //! quantization needs no data; `contrib` reaches the conversion pass; saved statistics give the
-//! same model as calibrating on the data they came from; bad arguments give clear errors.
+//! same model as calibrating on the data they came from; bad arguments give clear errors; uint8
+//! weights (`--weights u8`) reach every format.
 
 use qtool_pipeline::quantize::{Format, QuantizeSettings, quantize};
 use qtool_tensor::Tensor;
@@ -405,10 +406,10 @@ fn contrib_reaches_the_conversion() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("contrib"), "{e:#}");
     assert!(!qdq.exists());
-    // qlinear: whatever the qdq_to_qlinear pass of this build does with `contrib: true` (write
-    // com.microsoft ops, or refuse it by name), `qtool quantize` does the same as `qtool run`.
+    // qlinear: the com.microsoft ops are written, and `qtool quantize` writes what `qtool run`
+    // writes from the same settings.
     let ql = dir.path().join("ql_contrib.onnx");
-    let direct = quantize(
+    quantize(
         &example("model.onnx"),
         &example("calib.npy"),
         None,
@@ -418,7 +419,8 @@ fn contrib_reaches_the_conversion() {
             ..settings(Format::Qlinear)
         },
         &mut |_, _| {},
-    );
+    )
+    .unwrap_or_else(|e| panic!("qlinear + contrib: {e:#}"));
     let yaml = dir.path().join("ql.yaml");
     std::fs::write(
         &yaml,
@@ -430,34 +432,24 @@ fn contrib_reaches_the_conversion() {
         ),
     )
     .unwrap();
-    match (
-        direct,
-        qtool_pipeline::config::load(&yaml, &Default::default()),
-    ) {
-        (Ok(_), Ok(p)) => {
-            let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
-            assert_eq!(
-                std::fs::read(&ql).unwrap(),
-                std::fs::read(&r.outputs[0].path).unwrap()
-            );
-            let ops = op_types(&ql);
-            assert!(
-                ops.iter().any(|o| o.starts_with("com.microsoft::")),
-                "contrib: true but no com.microsoft op: {ops:?}"
-            );
-        }
-        (Err(e), Err(c)) => {
-            let (e, c) = (format!("{e:#}"), c.to_string());
-            assert!(e.contains("contrib"), "{e}");
-            assert!(c.contains("contrib"), "{c}");
-            assert!(!ql.exists());
-        }
-        (d, c) => panic!(
-            "quantize and run disagree on qlinear + contrib: {:?} vs {:?}",
-            d.err().map(|e| format!("{e:#}")),
-            c.err().map(|e| e.to_string())
-        ),
-    }
+    let p = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap();
+    let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
+    assert_eq!(
+        std::fs::read(&ql).unwrap(),
+        std::fs::read(&r.outputs[0].path).unwrap()
+    );
+    let ops = op_types(&ql);
+    let ms: Vec<&String> = ops
+        .iter()
+        .filter(|o| o.starts_with("com.microsoft::"))
+        .collect();
+    assert!(
+        ms.iter()
+            .any(|o| *o == "com.microsoft::QGemm" || o.starts_with("com.microsoft::QLinear")),
+        "contrib: true wrote no com.microsoft QLinear op: {ops:?}"
+    );
+    let m = qtool_pipeline::onnx::load(&ql).unwrap();
+    assert_eq!(m.opset(qtool_pipeline::ir::ops::DOMAIN_MS), Some(1));
 }
 
 #[test]
@@ -586,4 +578,139 @@ fn saved_statistics_give_the_model_their_data_gives() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("calib.npy"), "{e:#}");
     assert!(!dir.path().join("x.onnx").exists());
+}
+
+/// For every node reading a constant 8-bit weight (DequantizeLinear, QLinearConv, QLinearMatMul,
+/// ConvInteger, MatMulInteger): its op type, and the dtype and length of the weight's zero-point.
+fn weight_zero_points(path: &Path) -> Vec<(String, qtool_tensor::DType, usize)> {
+    let m = qtool_pipeline::onnx::load(path).unwrap();
+    let g = &m.graph;
+    let mut out = Vec::new();
+    for (_, n) in g.nodes() {
+        let (w, z) = match n.op().op_type() {
+            "DequantizeLinear" => (0, 2),
+            "ConvInteger" | "MatMulInteger" => (1, 3),
+            "QLinearConv" | "QLinearMatMul" => (3, 5),
+            _ => continue,
+        };
+        let (Some(w), Some(z)) = (n.input(w), n.input(z)) else {
+            continue;
+        };
+        let (Some(wt), Some(zt)) = (g.initializer(w), g.initializer(z)) else {
+            continue;
+        };
+        if matches!(wt.dtype, qtool_tensor::DType::U8 | qtool_tensor::DType::I8) {
+            out.push((n.op().op_type().to_string(), zt.dtype, zt.numel()));
+        }
+    }
+    out
+}
+
+/// `weights: u8_asymmetric` (`--weights u8`) reaches every format: the stored weights and their
+/// zero-points are uint8; per channel in QDQ and QLinear (QLinearConv takes per-channel
+/// zero-points), one zero-point per ConvInteger (the integer and dynamic formats quantize Conv
+/// weights per tensor, reported by the pass); `qtool quantize` writes what `qtool run` writes from
+/// `quantization.weights: u8_asymmetric`; int8 activations with uint8 weights have no qlinear
+/// form and are refused by name.
+#[test]
+fn u8_weights_reach_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in [
+        Format::Qdq,
+        Format::Qlinear,
+        Format::Integer,
+        Format::Dynamic,
+    ] {
+        let out = dir.path().join(format!("u8.{}.onnx", format.name()));
+        let summary = quantize(
+            &example("model.onnx"),
+            &example("calib.npy"),
+            Some(&example("eval.npy")),
+            &out,
+            &QuantizeSettings {
+                weights_u8: true,
+                ..settings(format)
+            },
+            &mut |_, _| {},
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#}", format.name()));
+        assert!(
+            summary.fidelity.iter().all(|f| f.sqnr_db > 10.0),
+            "{}: {:?}",
+            format.name(),
+            summary.fidelity
+        );
+        let zps = weight_zero_points(&out);
+        assert!(!zps.is_empty(), "{}", format.name());
+        for (op, dt, n) in &zps {
+            assert_eq!(*dt, qtool_tensor::DType::U8, "{}: {op}", format.name());
+            if op == "ConvInteger" {
+                assert_eq!(*n, 1, "{}: ConvInteger takes one zero-point", format.name());
+            }
+        }
+        if matches!(format, Format::Qdq | Format::Qlinear) {
+            assert!(
+                zps.iter().any(|(_, _, n)| *n > 1),
+                "{}: {zps:?}",
+                format.name()
+            );
+        }
+        if format == Format::Dynamic {
+            continue;
+        }
+        let yaml = dir.path().join(format!("u8.{}.yaml", format.name()));
+        std::fs::write(
+            &yaml,
+            format!(
+                "model: {}\ndata:\n  calibration:\n    path: {}\n\
+                 quantization:\n  weights: u8_asymmetric\n\
+                 outputs:\n  - format: {}\n    path: run.u8.{}.onnx\n",
+                example("model.onnx").display(),
+                example("calib.npy").display(),
+                format.name(),
+                format.name(),
+            ),
+        )
+        .unwrap();
+        let p = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap();
+        let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&r.outputs[0].path).unwrap(),
+            "{}: quantize and run wrote different models",
+            format.name()
+        );
+    }
+    let e = quantize(
+        &example("model.onnx"),
+        &example("calib.npy"),
+        None,
+        &dir.path().join("s8u8.onnx"),
+        &QuantizeSettings {
+            weights_u8: true,
+            activations_s8: true,
+            ..settings(Format::Qlinear)
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("int8 x uint8"), "{e:#}");
+    let yaml = dir.path().join("s8u8.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "model: {}\ndata:\n  calibration:\n    path: {}\n\
+             quantization:\n  activations: i8_symmetric\n  weights: u8_asymmetric\n\
+             outputs:\n  - format: qdq\n    path: a.onnx\n  - format: qlinear\n    path: b.onnx\n",
+            example("model.onnx").display(),
+            example("calib.npy").display(),
+        ),
+    )
+    .unwrap();
+    let e = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("outputs[1].format") && e.contains("int8 x uint8"),
+        "{e}"
+    );
 }
