@@ -1,7 +1,8 @@
 //! The element-wise fast paths (inline loops, chunked parallel loops, Clip as a select) give exactly
 //! the values of a naive per-element reference, for every broadcast pattern, sizes on both sides of
 //! the parallel threshold and NaN inputs; Conv+Sigmoid+Mul (SiLU) fusion equals the ops run one by
-//! one; and `Executor::run_profiled` reports every node that ran.
+//! one; `Executor::run_profiled` reports every node that ran; and the f32 Conv fast paths (implicit
+//! GEMM, vector depthwise rows) match the direct reference.
 
 mod common;
 
@@ -308,6 +309,200 @@ fn conv_silu_fusion_is_exact() {
             // A Sigmoid result that is a graph output must exist on its own: no fusion.
             let want = if sig_out { "Conv" } else { "Conv+Sigmoid+Mul" };
             assert_eq!(conv.op_type, want);
+        }
+    }
+}
+
+/// One Conv node with constant weights and bias (the executor prepacks them) on `x_shape`.
+fn conv_model(x_shape: &[usize], w: &Tensor, b: &Tensor, conv: ops::Conv) -> Model {
+    let mut g = Graph::new("conv");
+    let x = g.add_value("x").unwrap();
+    g.inputs.push((
+        x,
+        ValueInfo::of_type(Type::tensor(
+            DType::F32,
+            &x_shape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+        )),
+    ));
+    let w = g.add_initializer("w", TensorData::from_tensor(w)).unwrap();
+    let b = g.add_initializer("b", TensorData::from_tensor(b)).unwrap();
+    let y = g.add_value("y").unwrap();
+    g.add_node(
+        Node::new(conv, "conv"),
+        &[Some(x), Some(w), Some(b)],
+        &[Some(y)],
+    )
+    .unwrap();
+    g.outputs.push((y, ValueInfo::default()));
+    Model {
+        graph: g,
+        opset_import: vec![OpsetId {
+            domain: None,
+            version: Some(17),
+        }],
+        ..Default::default()
+    }
+}
+
+/// The f32 Conv fast paths through the executor (prepacked weights; implicit GEMM from padded,
+/// phase-split planes for dense 2-d kernels; the vector depthwise rows for any kernel size and
+/// stride) against the slow direct reference, with 1 and 2 threads: dense 3x3/5x5/7x7/1x1 with
+/// strides 1..3, dilation, asymmetric pads and groups, depthwise 3x3 and 5x5 with strides 1 and 2
+/// (and 2x1, as in PP-OCR) and a channel multiplier, odd sizes around the vector widths.
+#[test]
+fn conv_fast_paths_match_the_direct_reference() {
+    use qtool_kernels::ConvParams;
+    use qtool_kernels::reference::conv_reference;
+    // (x shape, weight shape, group, strides, dilations, pads)
+    type Case = (
+        [usize; 4],
+        [usize; 4],
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+    );
+    let cases: [Case; 12] = [
+        (
+            [1, 16, 33, 47],
+            [24, 16, 3, 3],
+            1,
+            [1, 1],
+            [1, 1],
+            [1, 1, 1, 1],
+        ),
+        (
+            [1, 16, 40, 40],
+            [32, 16, 3, 3],
+            1,
+            [2, 2],
+            [1, 1],
+            [1, 1, 1, 1],
+        ),
+        (
+            [2, 40, 17, 23],
+            [20, 40, 3, 3],
+            1,
+            [2, 1],
+            [1, 2],
+            [0, 2, 1, 1],
+        ),
+        (
+            [1, 3, 45, 51],
+            [16, 3, 7, 7],
+            1,
+            [2, 2],
+            [1, 1],
+            [3, 3, 3, 3],
+        ),
+        (
+            [1, 33, 21, 30],
+            [17, 33, 5, 5],
+            1,
+            [1, 1],
+            [1, 1],
+            [2, 2, 2, 2],
+        ),
+        (
+            [1, 24, 19, 29],
+            [30, 8, 3, 3],
+            3,
+            [1, 1],
+            [2, 1],
+            [2, 1, 2, 1],
+        ),
+        (
+            [1, 12, 19, 50],
+            [9, 12, 1, 1],
+            1,
+            [2, 3],
+            [1, 1],
+            [0, 0, 0, 0],
+        ),
+        (
+            [1, 37, 41, 41],
+            [37, 1, 3, 3],
+            37,
+            [2, 2],
+            [1, 1],
+            [1, 1, 1, 1],
+        ),
+        (
+            [1, 20, 23, 70],
+            [20, 1, 5, 5],
+            20,
+            [1, 1],
+            [1, 1],
+            [2, 2, 2, 2],
+        ),
+        (
+            [1, 20, 24, 66],
+            [20, 1, 5, 5],
+            20,
+            [2, 2],
+            [1, 1],
+            [2, 2, 2, 2],
+        ),
+        (
+            [1, 16, 12, 35],
+            [16, 1, 3, 3],
+            16,
+            [2, 1],
+            [1, 1],
+            [1, 1, 1, 1],
+        ),
+        (
+            [1, 8, 17, 33],
+            [16, 1, 3, 5],
+            8,
+            [1, 2],
+            [2, 1],
+            [2, 0, 1, 3],
+        ),
+    ];
+    let mut rng = Rng::new(21);
+    for (xs, ws, g, s, d, p) in cases {
+        let x = rng.tensor_f32(&xs, -1.0, 1.0);
+        let w = rng.tensor_f32(&ws, -1.0, 1.0);
+        let b = rng.tensor_f32(&[ws[0]], -1.0, 1.0);
+        let conv = ops::Conv {
+            group: Some(g as i64),
+            strides: Some(s.iter().map(|&v| v as i64).collect()),
+            dilations: Some(d.iter().map(|&v| v as i64).collect()),
+            pads: Some(p.iter().map(|&v| v as i64).collect()),
+            ..Default::default()
+        };
+        let kp = ConvParams {
+            strides: s.to_vec(),
+            dilations: d.to_vec(),
+            pads: p.to_vec(),
+            group: g,
+        };
+        let out_shape = qtool_kernels::conv_output_shape(&xs, &ws, &kp).unwrap();
+        let mut want = vec![0f32; out_shape.iter().product()];
+        conv_reference(&f(&x), &xs, &f(&w), &ws, Some(&f(&b)), &kp, &mut want).unwrap();
+        let m = conv_model(&xs, &w, &b, conv);
+        for threads in [1, 2] {
+            let ex = Executor::new(
+                &m,
+                ExecOptions {
+                    threads: Some(threads),
+                },
+            )
+            .unwrap();
+            let got = ex.run(vec![("x".into(), x.clone())]).unwrap();
+            assert_eq!(got[0].1.shape(), &out_shape[..]);
+            let got = f(&got[0].1);
+            let ctx = format!("x {xs:?} w {ws:?} group {g} strides {s:?} dil {d:?} pads {p:?}");
+            assert_eq!(got.len(), want.len(), "{ctx}");
+            let k = (ws[1] * ws[2] * ws[3]) as f32;
+            for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
+                // Sums of k products of values in [-1, 1]: rounding grows with k.
+                assert!(
+                    (a - e).abs() <= 1e-6 * k + 1e-5 * e.abs(),
+                    "element {i}: {a} vs {e} ({ctx}, {threads} threads)"
+                );
+            }
         }
     }
 }
