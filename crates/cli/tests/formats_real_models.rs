@@ -317,6 +317,12 @@ const KNOWN: &[(&str, &str, &str, &str)] = &[
         "openvino_load",
         "OpenVINO refuses to compile the QLinearConv model",
     ),
+    (
+        "ppocrv4_det",
+        "integer",
+        "openvino_output",
+        "rel L2 1.13e-1 against OpenVINO in the 2026-11-27 run (its QDQ forms 8.2e-2, earlier runs 0.91 on every static form): OpenVINO's own int8 arithmetic at the head, whose output scale is 3.9e-8; not diagnosed further",
+    ),
 ];
 
 fn photo(spec: &Spec, file: &str) -> Tensor {
@@ -433,6 +439,100 @@ fn outputs_rel_l2(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
     worst
 }
 
+/// Wraps `g` in an opset-13 model (IR version 8) and saves it to `path`.
+fn save_opset13(g: qtool_pipeline::ir::Graph, path: &Path) {
+    let m = qtool_pipeline::ir::Model {
+        ir_version: Some(8),
+        opset_import: vec![qtool_pipeline::ir::OpsetId {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
+        graph: g,
+        ..Default::default()
+    };
+    qtool_pipeline::onnx::save(&m, path, &Default::default()).unwrap();
+}
+
+/// One model for check_formats.py.
+struct Case {
+    model: PathBuf,
+    /// Also compile and run it in OpenVINO.
+    openvino: bool,
+    /// A QDQ model for ONNX Runtime to run with all optimizations (its fused int8 kernels), to
+    /// compare with (`fused` in the result).
+    fused: Option<PathBuf>,
+    /// Hold qtool to ORT within 1 LSB on every 8-bit value; otherwise (a QDQ model of a deep
+    /// network, whose float Convs decide rounding ties differently in the two runtimes and
+    /// propagate them: docs/formats.md) only the float outputs, within `ORT_REL_L2_QDQ`.
+    exact: bool,
+}
+
+/// The manifest step: runs `case` in qtool on `inputs` (stored in `in_npz`), writing what
+/// check_formats.py reads next to the model; returns its manifest entry and qtool's outputs.
+fn manifest_entry(
+    case: &Case,
+    inputs: &[(String, Tensor)],
+    in_npz: &Path,
+) -> (serde_json::Value, Named) {
+    let stem = PathBuf::from(format!("{}.run", case.model.display()));
+    let (q_npz, names, outs) = qtool_run_files(&case.model, inputs, &stem);
+    let mut e = serde_json::json!({
+        "model": case.model, "inputs": in_npz, "qtool": q_npz, "names": names,
+        "openvino": case.openvino,
+    });
+    if let Some(f) = &case.fused {
+        e["fused"] = serde_json::json!(f);
+    }
+    (e, outs)
+}
+
+/// Manifest → check_formats.py → compare, for models that must all pass: each case runs in qtool
+/// on `inputs`, then check_formats.py checks it (onnx checker, ONNX Runtime, OpenVINO where
+/// asked); every case must pass the checker, run in ORT with qtool within 1 LSB of ORT on every
+/// 8-bit value (at most `max_off` of them off; see `Case::exact`), and load in OpenVINO when
+/// asked. Returns the
+/// results, one per case, for further checks.
+fn check_all_pass(
+    python: &Path,
+    w: &Path,
+    inputs: &[(String, Tensor)],
+    cases: &[Case],
+    max_off: f64,
+) -> Vec<serde_json::Value> {
+    let in_npz = w.join(format!("inputs.{}.npz", cases.len()));
+    qtool_data::npz::write_npz(inputs, std::fs::File::create(&in_npz).unwrap()).unwrap();
+    let manifest: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|c| manifest_entry(c, inputs, &in_npz).0)
+        .collect();
+    let lines = check_in_python(python, w, &manifest);
+    for (c, r) in cases.iter().zip(&lines) {
+        println!("{}: {r}", c.model.display());
+    }
+    for (c, r) in cases.iter().zip(&lines) {
+        let m = c.model.display();
+        assert_eq!(r["checker"], "ok", "{m}: {r}");
+        assert_eq!(r["ort"], "ok", "{m}: {r}");
+        let i8s = &r["int8"];
+        if c.exact {
+            assert!(i8s["max_lsb"].as_u64().unwrap() <= 1, "{m}: {r}");
+            let frac =
+                i8s["off"].as_u64().unwrap() as f64 / i8s["elems"].as_u64().unwrap().max(1) as f64;
+            assert!(frac <= max_off, "{m}: {frac:.2e} of 8-bit values off: {r}");
+        } else {
+            let e = r["ort_rel_l2"].as_f64().unwrap_or(f64::NAN);
+            assert!(
+                e <= ORT_REL_L2_QDQ,
+                "{m}: output rel L2 {e:.2e} against ORT: {r}"
+            );
+        }
+        if c.openvino {
+            assert_eq!(r["openvino"], "ok", "{m}: {r}");
+        }
+    }
+    lines
+}
+
 struct Variant {
     model: String,
     variant: &'static str,
@@ -530,12 +630,14 @@ fn every_format_runs_in_the_reference_runtimes_and_matches_qtool() {
         let in_npz = w.join(format!("{}.in.npz", spec.name));
         qtool_data::npz::write_npz(&inputs, std::fs::File::create(&in_npz).unwrap()).unwrap();
         for v in variants.iter().filter(|v| v.model == spec.name) {
-            let stem = w.join(format!("{}.{}", spec.name, v.variant));
-            let (q_npz, names_txt, outs) = qtool_run_files(&v.path, &inputs, &stem);
-            manifest.push(serde_json::json!({
-                "model": v.path, "inputs": in_npz, "qtool": q_npz, "names": names_txt,
-                "openvino": v.openvino,
-            }));
+            let case = Case {
+                model: v.path.clone(),
+                openvino: v.openvino,
+                fused: None,
+                exact: true,
+            };
+            let (entry, outs) = manifest_entry(&case, &inputs, &in_npz);
+            manifest.push(entry);
             qtool_outs.insert((spec.name.to_string(), v.variant), outs);
         }
         // In qtool alone: back to QDQ is exact; QOps agree with QDQ within the bound.
@@ -703,7 +805,7 @@ fn every_format_runs_in_the_reference_runtimes_and_matches_qtool() {
 /// A float model with two Gemms (transB = 1 and transB = 0, both with a bias): x [1, 16] →
 /// Gemm(W1 [8, 16]) → Gemm(W2 [8, 5]) → y.
 fn float_gemm_model(path: &Path) {
-    use qtool_pipeline::ir::{Fact, Graph, Model, Node, OpsetId, TensorData, Type, ValueInfo, ops};
+    use qtool_pipeline::ir::{Fact, Graph, Node, TensorData, Type, ValueInfo, ops};
     let mut rng = qtool_testkit::Rng::new(21);
     let mut g = Graph::new("gemms");
     let x = g.add_value("x").unwrap();
@@ -739,16 +841,7 @@ fn float_gemm_model(path: &Path) {
     .unwrap();
     g.outputs
         .push((y, ValueInfo::of_type(Type::tensor(DType::F32, &[1, 5]))));
-    let m = Model {
-        ir_version: Some(8),
-        opset_import: vec![OpsetId {
-            domain: Some(String::new()),
-            version: Some(13),
-        }],
-        graph: g,
-        ..Default::default()
-    };
-    qtool_pipeline::onnx::save(&m, path, &Default::default()).unwrap();
+    save_opset13(g, path);
 }
 
 /// The Gemm forms against ONNX Runtime's own int8 Gemm: the QDQ model run by ORT with all
@@ -775,8 +868,6 @@ fn gemm_forms_equal_onnx_runtimes_fused_qgemm() {
     .unwrap();
     let x = rng.tensor_f32(&[1, 16], -1.0, 1.0);
     let inputs = vec![("x".to_string(), x)];
-    let in_npz = w.join("x.npz");
-    qtool_data::npz::write_npz(&inputs, std::fs::File::create(&in_npz).unwrap()).unwrap();
     let gemm_rewrites = |s: &qtool_pipeline::convert::ConvertSummary, what: &str| {
         s.passes
             .iter()
@@ -784,7 +875,7 @@ fn gemm_forms_equal_onnx_runtimes_fused_qgemm() {
             .filter(|r| r.what.contains(what))
             .count()
     };
-    let mut manifest = Vec::new();
+    let mut cases = Vec::new();
     let mut variants = Vec::new();
     for per_tensor in [false, true] {
         let weights = if per_tensor {
@@ -830,24 +921,18 @@ fn gemm_forms_equal_onnx_runtimes_fused_qgemm() {
             ("qlinear_qdq", true),
             ("qlinear_contrib_qdq", true),
         ] {
-            let stem = w.join(format!("gemms.{weights}.{v}"));
-            let (q_npz, names, _) = qtool_run_files(&p(v), &inputs, &stem);
-            manifest.push(serde_json::json!({
-                "model": p(v), "inputs": in_npz, "qtool": q_npz, "names": names,
-                "openvino": true, "fused": p("qdq"),
-            }));
-            variants.push((weights, v, ov));
+            cases.push(Case {
+                model: p(v),
+                openvino: ov,
+                fused: Some(p("qdq")),
+                exact: true,
+            });
+            variants.push((weights, v));
         }
     }
-    let lines = check_in_python(&python, w, &manifest);
-    for ((weights, v, ov), r) in variants.iter().zip(&lines) {
+    let lines = check_all_pass(&python, w, &inputs, &cases, 1.0);
+    for ((weights, v), r) in variants.iter().zip(&lines) {
         println!("gemms {weights:<11} {v:<20} {r}");
-        assert_eq!(r["checker"], "ok", "{v}: {r}");
-        assert_eq!(r["ort"], "ok", "{v}: {r}");
-        assert!(r["int8"]["max_lsb"].as_u64().unwrap() <= 1, "{v}: {r}");
-        if *ov {
-            assert_eq!(r["openvino"], "ok", "{v}: {r}");
-        }
         let fused = &r["fused"];
         assert!(
             fused["ops"]
@@ -867,7 +952,7 @@ fn gemm_forms_equal_onnx_runtimes_fused_qgemm() {
 /// `insert_qdq` does not quantize LeakyRelu and calibrates Softmax's output; ONNX Runtime's own
 /// quantizer fixes it at 1/256 as here).
 fn qdq_leaky_softmax_model(path: &Path) {
-    use qtool_pipeline::ir::{Fact, Graph, Model, Node, OpsetId, TensorData, Type, ValueInfo, ops};
+    use qtool_pipeline::ir::{Fact, Graph, Node, TensorData, Type, ValueInfo, ops};
     let mut g = Graph::new("leaky_softmax");
     let x = g.add_value("x").unwrap();
     let ty = Type::tensor(DType::F32, &[2, 10]);
@@ -934,16 +1019,7 @@ fn qdq_leaky_softmax_model(path: &Path) {
         "y",
     );
     g.outputs.push((y, ValueInfo::of_type(ty)));
-    let m = Model {
-        ir_version: Some(8),
-        opset_import: vec![OpsetId {
-            domain: Some(String::new()),
-            version: Some(13),
-        }],
-        graph: g,
-        ..Default::default()
-    };
-    qtool_pipeline::onnx::save(&m, path, &Default::default()).unwrap();
+    save_opset13(g, path);
 }
 
 /// QLinearLeakyRelu and QLinearSoftmax as `contrib: true` writes them load and run in ONNX Runtime
@@ -993,26 +1069,99 @@ fn leaky_relu_and_softmax_contrib_ops_run_in_onnx_runtime() {
     .unwrap();
     let mut rng = qtool_testkit::Rng::new(8);
     let inputs = vec![("x".to_string(), rng.tensor_f32(&[2, 10], -3.0, 3.0))];
-    let in_npz = w.join("ls.in.npz");
-    qtool_data::npz::write_npz(&inputs, std::fs::File::create(&in_npz).unwrap()).unwrap();
-    let mut manifest = Vec::new();
-    for m in [&qdq, &contrib, &back] {
-        let stem = PathBuf::from(format!("{}.run", m.display()));
-        let (q_npz, names, _) = qtool_run_files(m, &inputs, &stem);
-        manifest.push(serde_json::json!({
-            "model": m, "inputs": in_npz, "qtool": q_npz, "names": names, "openvino": false,
-        }));
-    }
     let (_, a) = run_qtool(&qdq, &inputs);
     let (_, b) = run_qtool(&back, &inputs);
     assert_eq!(
         a, b,
         "back in QDQ, the 8-bit values are the original model's"
     );
-    for r in check_in_python(&python, w, &manifest) {
+    let cases: Vec<Case> = [&qdq, &contrib, &back]
+        .into_iter()
+        .map(|m| Case {
+            model: m.clone(),
+            openvino: false,
+            fused: None,
+            exact: true,
+        })
+        .collect();
+    for r in check_all_pass(&python, w, &inputs, &cases, 1.0) {
         println!("{r}");
-        assert_eq!(r["checker"], "ok", "{r}");
-        assert_eq!(r["ort"], "ok", "{r}");
-        assert!(r["int8"]["max_lsb"].as_u64().unwrap() <= 1, "{r}");
     }
+}
+
+/// uint8 weights (`--weights u8`, as ONNX Runtime's `weight_type=QUInt8`) on a real model, in
+/// every format: each passes the onnx checker and runs in ONNX Runtime 1.32 with qtool within
+/// 1 LSB of ORT on every 8-bit value of the QOps and dynamic forms (QLinearConv u8 x u8 with
+/// per-channel zero-points, ConvInteger u8 x u8 with one; the QDQ form by its float outputs, as
+/// its float Convs decide rounding ties differently: docs/formats.md); OpenVINO 2026.4 loads and runs the QDQ,
+/// per-tensor QLinear, integer and dynamic forms (it refuses per-channel QLinear models as with
+/// int8 weights); ORT's QDQ fusion turns the u8 x u8 QDQ Convs into QLinearConv, and its fused run
+/// equals its unfused one.
+#[test]
+fn u8_weights_run_in_the_reference_runtimes() {
+    let Some(python) = qtool_testkit::reference_python() else {
+        return;
+    };
+    let Some(models) = qtool_testkit::models_dir() else {
+        return;
+    };
+    let spec = SPECS
+        .iter()
+        .find(|s| s.name == "ppocr_mobile_v2_cls")
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let float = models.join(format!("{}.onnx", spec.name));
+    let m = qtool_pipeline::onnx::load(&float).unwrap();
+    let input = m.graph.value_name(m.graph.runtime_inputs()[0]).to_string();
+    let calib = w.join("calib.npz");
+    write_calib(spec, &input, &calib);
+    let p = |v: &str| w.join(format!("{}.u8.{v}.onnx", spec.name));
+    let mut cases = Vec::new();
+    // Measured (2026-11-27): the per-tensor QLinear, integer and dynamic forms equal ORT on every
+    // 8-bit value; the per-channel QLinear form equals it on every QLinearConv and QLinearMatMul
+    // output up to the float GlobalAveragePool island `pool2d_3`, where ORT's sum gives
+    // y / scale + zp = 107.499985 (107) and qtool's rounds to 108, a tie that the
+    // squeeze-excitation gate then spreads (docs/formats.md, as for QDQ): `exact` false.
+    for (v, format, per_tensor, openvino, exact) in [
+        ("qdq", Format::Qdq, false, true, false),
+        ("qlinear", Format::Qlinear, false, false, false),
+        ("qlinear_per_tensor", Format::Qlinear, true, true, true),
+        ("integer", Format::Integer, false, true, true),
+        ("dynamic", Format::Dynamic, false, true, true),
+    ] {
+        let s = qtool_pipeline::quantize::quantize_with(
+            &float,
+            (format != Format::Dynamic).then_some(calib.as_path()),
+            None,
+            &p(v),
+            &QuantizeSettings {
+                format,
+                weights_u8: true,
+                per_tensor,
+                method: (format != Format::Dynamic)
+                    .then_some(qtool_pipeline::calib::Method::MinMax),
+                ..Default::default()
+            },
+            &mut |_, _| {},
+        )
+        .unwrap_or_else(|e| panic!("{v}: {e:#}"));
+        println!("{} u8 {v}: passes {:?}", spec.name, s.passes);
+        cases.push(Case {
+            model: p(v),
+            openvino,
+            fused: (v == "qdq").then(|| p("qdq")),
+            exact,
+        });
+    }
+    let inputs = vec![(input, photo(spec, spec.eval))];
+    let lines = check_all_pass(&python, w, &inputs, &cases, QOPS_OFF_FRACTION);
+    let fused = &lines[0]["fused"];
+    assert!(
+        fused["ops"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "QLinearConv")),
+        "ORT did not fuse the u8 x u8 QDQ Convs: {fused}"
+    );
+    assert_eq!(fused["max_abs"].as_f64(), Some(0.0), "{fused}");
 }

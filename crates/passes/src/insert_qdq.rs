@@ -1,8 +1,8 @@
 //! `insert_qdq`: static QDQ quantization. Puts QuantizeLinear → DequantizeLinear pairs on the
 //! activations around the quantizable ops (scale and zero-point from calibration ranges), stores
-//! weights quantized (int8 symmetric, per output channel by default) behind a DequantizeLinear, and
-//! biases as int32 with scale `x_scale * w_scale[c]`, after ONNX Runtime's weight-scale adjustment
-//! that keeps the bias inside int32.
+//! weights quantized (int8 symmetric, or uint8 asymmetric on request; per output channel by
+//! default) behind a DequantizeLinear, and biases as int32 with scale `x_scale * w_scale[c]`, after
+//! ONNX Runtime's weight-scale adjustment that keeps the bias inside int32.
 //!
 //! Which tensors get quantized follows ONNX Runtime's QDQ quantizer: the inputs and outputs of the
 //! compute ops (Conv, ConvTranspose, Gemm, MatMul, Add, Mul, Concat, AveragePool, GlobalAveragePool,

@@ -17,7 +17,9 @@
 //! Type combinations (ONNX Runtime 1.32 CPU, checked by `cargo xtask interop`): DynamicQuantizeLinear
 //! only produces uint8; ConvInteger accepts uint8 activations with uint8 or int8 weights and one
 //! (scalar) weight zero-point; MatMulInteger accepts uint8/int8 × uint8/int8 with a scalar or
-//! per-column B zero-point. The pass writes uint8 × int8 with scalar zero-point 0 everywhere.
+//! per-column B zero-point. The pass writes uint8 × int8 with scalar zero-point 0 everywhere, or
+//! with `weights: u8_asymmetric` (ONNX Runtime's `weight_type=QUInt8`) uint8 × uint8: Conv weights
+//! per tensor (one zero-point for ConvInteger), MatMul/Gemm weights with per-column zero-points.
 //! A graph input feeding several quantized ops gets one DynamicQuantizeLinear that they share.
 
 use crate::insert_qdq::{WeightScheme, quantize_weight, weight_params, zp_tensor};
