@@ -7,7 +7,9 @@
 //! the input is packed into V panels one column tile at a time; rayon runs over (batch, group,
 //! column tile), or over (batch, channel) planes for depthwise.
 
-use super::block::{Block, Fix, Kernel, Wrap, with_bytes, with_floats, with_ints};
+use super::block::{
+    Block, Fix, Kernel, Wrap, return_staged, take_staged, with_bytes, with_floats, with_ints,
+};
 use super::pack::{Layout, col_sums, pack_r, packed_col_sums};
 use super::stage::{Chan, OutputStage, Prepared, QOut, StageView, write_row};
 use super::{KernelPath, QType, act_domain, check_zp, weight_domain, with_kernel};
@@ -351,6 +353,9 @@ fn conv_run<K: Kernel, X: QType, O: QOut>(
     } else {
         tasks.iter_mut().for_each(run);
     }
+    if let Some(d) = direct {
+        return_staged(d.xp);
+    }
 }
 
 /// The input of a 2-d convolution, copied once into the kernel domain, padded with the input zero
@@ -410,7 +415,13 @@ impl Direct {
                 }
             }
         };
-        let mut xp = vec![0u8; geo.n * geo.c * plane];
+        // The thread's reused staging buffer (no fresh pages per call); `fill` writes all of it.
+        let mut xp = take_staged();
+        let len = geo.n * geo.c * plane;
+        if xp.len() < len {
+            xp.resize(len, 0);
+        }
+        xp.truncate(len);
         if par {
             xp.par_chunks_mut(plane).enumerate().for_each(fill);
         } else {
@@ -445,8 +456,9 @@ impl Direct {
     }
 }
 
-/// Fills `col [cg * K, p1 - p0]` (raw bits; 1-d and 3-d and up, 2-d convolutions use [`Direct`]) for output positions `[p0, p1)`: row `(c, k)` holds the
+/// Fills `col [cg * K, p1 - p0]` (raw bits) for output positions `[p0, p1)`: row `(c, k)` holds the
 /// input under kernel tap `k` for each output position, `pad` (the input zero point) in padding.
+/// Only 1-d and 3-d-and-up convolutions come here: 2-d ones are packed from [`Direct`].
 fn im2col<X: QType>(
     geo: &Geometry,
     p: &ConvParams,
@@ -585,7 +597,7 @@ impl<T: QType, O: QOut> DwPlane<'_, T, O> {
             return 0;
         }
         let (_, _, rl) = dw_f32_layout(ohw[1], k[1], s[1], d[1]);
-        hw[0] * rl + ohw[1].next_multiple_of(DW_LANES)
+        hw[0] * rl
     }
 
     #[inline(always)]
@@ -611,9 +623,8 @@ impl<T: QType, O: QOut> DwPlane<'_, T, O> {
         let [ph, pw] = self.pad;
         let zx = self.zx;
         let (span, len, rl) = dw_f32_layout(ow, kw, sw, dw);
-        let (fp, facc) = self.fx.split_at_mut(h * rl);
+        let fp = &mut self.fx[..h * rl];
         let owp = ow.next_multiple_of(DW_LANES);
-        let facc = &mut facc[..owp];
         // Padded column u is input column u - pw.
         let u0 = (pw.max(0) as usize).min(span);
         let u1 = ((pw + wd as isize).max(0) as usize).clamp(u0, span);
@@ -633,53 +644,49 @@ impl<T: QType, O: QOut> DwPlane<'_, T, O> {
                 }
             }
         }
-        let acc = &mut self.acc[..ow];
+        let acc = &mut self.acc[..owp];
+        let w3 = kw == 3 && sw == 1 && dw == 1;
         for (r, orow) in self.out.chunks_mut(ow).enumerate().take(oh) {
-            facc.fill(0.0);
+            // The kernel rows inside the input: (input row start in `fp`, first tap index).
+            let mut taps = [(0usize, 0usize); DW_F32_TAPS];
+            let mut nt = 0;
             for ki in 0..kh {
                 let ih = (r * sh + ki * dh) as isize - ph;
-                if ih < 0 || ih >= h as isize {
-                    continue;
+                if ih >= 0 && ih < h as isize {
+                    taps[nt] = (ih as usize * rl, ki * kw);
+                    nt += 1;
                 }
-                let row = &fp[ih as usize * rl..(ih as usize + 1) * rl];
-                let wts = &self.wts[ki * kw..(ki + 1) * kw];
-                if kw == 3 && sw == 1 && dw == 1 {
-                    let (w0, w1, w2) = (wts[0] as f32, wts[1] as f32, wts[2] as f32);
-                    for (q, f) in facc.chunks_exact_mut(DW_LANES).enumerate() {
-                        let j = q * DW_LANES;
-                        let a = &row[j..j + DW_LANES];
-                        let b = &row[j + 1..j + 1 + DW_LANES];
-                        let c = &row[j + 2..j + 2 + DW_LANES];
-                        // Computed into a local vector first: the stores into `f` then cannot
-                        // alias the loads, and the 16 lanes become one vector operation.
-                        let mut t = [0f32; DW_LANES];
+            }
+            let taps = &taps[..nt];
+            // One 16-lane chunk of the output row at a time, all its taps summed in a local
+            // vector (a register), then converted straight into the i32 row.
+            for (q, a) in acc.chunks_exact_mut(DW_LANES).enumerate() {
+                let j = q * DW_LANES;
+                let mut t = [0f32; DW_LANES];
+                for &(ro, wo) in taps {
+                    let wts = &self.wts[wo..wo + kw];
+                    if w3 {
+                        let (w0, w1, w2) = (wts[0] as f32, wts[1] as f32, wts[2] as f32);
+                        let x = &fp[ro + j..ro + j + DW_LANES + 2];
                         for l in 0..DW_LANES {
-                            t[l] = f[l] + (w0 * a[l] + w1 * b[l] + w2 * c[l]);
+                            t[l] += w0 * x[l] + w1 * x[l + 1] + w2 * x[l + 2];
                         }
-                        f.copy_from_slice(&t);
-                    }
-                } else {
-                    for (kj, &wv) in wts.iter().enumerate() {
-                        let off = kj * dw;
-                        let src = &row[(off % sw) * len + off / sw..][..owp];
-                        let wv = wv as f32;
-                        let runs = facc
-                            .chunks_exact_mut(DW_LANES)
-                            .zip(src.chunks_exact(DW_LANES));
-                        for (f, v) in runs {
-                            let mut t = [0f32; DW_LANES];
+                    } else {
+                        for (kj, &wv) in wts.iter().enumerate() {
+                            let off = kj * dw;
+                            let x = &fp[ro + (off % sw) * len + off / sw + j..][..DW_LANES];
+                            let wv = wv as f32;
                             for l in 0..DW_LANES {
-                                t[l] = f[l] + wv * v[l];
+                                t[l] += wv * x[l];
                             }
-                            f.copy_from_slice(&t);
                         }
                     }
                 }
+                for (o, &v) in a.iter_mut().zip(&t) {
+                    *o = round_half_even_small(v).wrapping_add(self.init);
+                }
             }
-            for (a, &f) in acc.iter_mut().zip(facc.iter()) {
-                *a = round_half_even_small(f).wrapping_add(self.init);
-            }
-            write_row(acc, orow, &self.stage, Chan::Row(self.chan));
+            write_row(&acc[..ow], orow, &self.stage, Chan::Row(self.chan));
         }
     }
 
@@ -794,7 +801,7 @@ fn depthwise<K: Kernel, X: QType, O: QOut>(
             [p.dilations[0], p.dilations[1]],
         );
         let flen = DwPlane::<X, O>::f32_len(hw, k, ohw, s, d);
-        with_ints(geo.out_sp[1], |acc| {
+        with_ints(geo.out_sp[1].next_multiple_of(DW_LANES), |acc| {
             with_floats(flen, |fx| {
                 let mut d = DwPlane {
                     x: xs,

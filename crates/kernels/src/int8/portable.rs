@@ -17,19 +17,19 @@ pub(crate) struct Portable;
 impl Kernel for Portable {
     const LAYOUT: Layout = LAYOUT;
     fn block<O: QOut, const RU: bool>(self, b: &mut Block<'_, '_, '_, O>) {
-        let k4 = b.k4;
-        run_block(LAYOUT, b, |r, v, acc| kernel::<RU>(k4, r, v, acc));
+        run_block(LAYOUT, b, |r, v, acc| {
+            kernel::<RU>(r.len() / LAYOUT.r_panel(1), r, v, acc)
+        });
     }
 }
 
-/// `acc[i][j] = sum_k r[i][k] * v[k][j]`; `RU`: the R bytes are u8 (and the V bytes i8), else the
+/// `acc[i][j] += sum_k r[i][k] * v[k][j]` (wrapping); `RU`: the R bytes are u8 (and the V bytes i8), else the
 /// reverse.
 #[inline(always)]
 fn kernel<const RU: bool>(k4: usize, r: &[u8], v: &[u8], acc: &mut [i32]) {
     const MR: usize = LAYOUT.mr;
     const NR: usize = LAYOUT.nr;
     let acc = &mut acc[..MR * NR];
-    acc.fill(0);
     for (rg, vg) in r.chunks_exact(MR * 4).zip(v.chunks_exact(NR * 4)).take(k4) {
         for (i, row) in acc.chunks_exact_mut(NR).enumerate() {
             let ri: [i32; 4] = std::array::from_fn(|t| dom(rg[4 * i + t], !RU));

@@ -431,6 +431,8 @@ fn qconv_fixed_shapes_on_every_path() {
         mk(&[1, 6, 30, 33], &[6, 1, 7, 7], 2, 1, 3, 6),   // depthwise f32 form, stride 2 phases
         mk(&[1, 3, 20, 41], &[6, 1, 3, 3], 3, 2, 1, 3),   // depthwise stride 3, dilation 2
         mk(&[1, 2, 12, 21], &[2, 1, 9, 9], 1, 1, 4, 2),   // depthwise 81 taps: i32 form
+        mk(&[1, 128, 6, 7], &[200, 128, 3, 3], 1, 1, 1, 1), // K blocks and row chunks
+        mk(&[1, 24, 9, 58], &[24, 1, 3, 3], 1, 1, 1, 24), // depthwise, several 16-lane chunks
     ];
     for path in paths() {
         for c in &cases {

@@ -69,23 +69,30 @@ unsafe fn dw_avx2<T: QType, O: QOut>(d: &mut DwPlane<'_, T, O>) {
 
 #[target_feature(enable = "avx2")]
 unsafe fn block_avx2<O: QOut>(b: &mut Block<'_, '_, '_, O>) {
-    let k4 = b.k4;
     run_block(LAYOUT, b, |r, v, acc| {
+        let k4 = r.len() / LAYOUT.r_panel(1);
         assert!(r.len() == LAYOUT.r_panel(k4) && v.len() == LAYOUT.v_panel(k4) && acc.len() == 96);
         // SAFETY: the panel lengths are checked just above (the kernel reads exactly `2 * k4`
-        // steps of 24 R bytes and 64 V bytes, and writes 96 i32); AVX2 is enabled by the caller.
+        // steps of 24 R bytes and 64 V bytes, and reads and writes 96 i32); AVX2 is enabled by
+        // the caller.
         unsafe { kernel_6x16(2 * k4, r.as_ptr(), v.as_ptr(), acc.as_mut_ptr()) }
     });
 }
 
-/// `acc[i][j] = sum_s madd(r[s][i], v[s][j])` over `steps` i16-pair steps.
+/// `acc[i][j] += sum_s madd(r[s][i], v[s][j])` (wrapping) over `steps` i16-pair steps.
 ///
 /// # Safety
 /// AVX2 must be available; `r` must be readable for `24 * steps` bytes, `v` for `64 * steps`,
-/// `acc` writable for 96 i32.
+/// `acc` readable and writable for 96 i32.
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_6x16(steps: usize, r: *const u8, v: *const u8, acc: *mut i32) {
-    let mut c = [[_mm256_setzero_si256(); 2]; 6];
+    // SAFETY: rows `i < 6` of 16 i32 lie inside the 96 i32 the caller guarantees.
+    let mut c: [[__m256i; 2]; 6] = std::array::from_fn(|i| unsafe {
+        [
+            _mm256_loadu_si256(acc.add(16 * i).cast()),
+            _mm256_loadu_si256(acc.add(16 * i + 8).cast()),
+        ]
+    });
     for s in 0..steps {
         // SAFETY: step `s` reads bytes `[64 s, 64 s + 64)` of `v` and `[24 s, 24 s + 24)` of `r`,
         // inside the ranges the caller guarantees; unaligned loads are used throughout.

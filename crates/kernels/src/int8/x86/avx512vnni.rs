@@ -132,23 +132,31 @@ unsafe fn dw_avx512<T: QType, O: QOut>(d: &mut DwPlane<'_, T, O>) {
 
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn block_vnni<O: QOut, const RU: bool>(b: &mut Block<'_, '_, '_, O>) {
-    let k4 = b.k4;
     run_block(LAYOUT, b, |r, v, acc| {
+        let k4 = r.len() / LAYOUT.r_panel(1);
         assert!(r.len() == LAYOUT.r_panel(k4) && v.len() == LAYOUT.v_panel(k4) && acc.len() == 256);
         // SAFETY: the panel lengths are checked just above (the kernel reads exactly `k4` groups
-        // of 32 R bytes and 128 V bytes, and writes 256 i32); the features are enabled by the caller.
+        // of 32 R bytes and 128 V bytes, and reads and writes 256 i32); the features are enabled
+        // by the caller.
         unsafe { kernel_8x32::<RU>(k4, r.as_ptr(), v.as_ptr(), acc.as_mut_ptr()) }
     });
 }
 
-/// `acc[i][j] = sum_g dot4(r[g][i], v[g][j])`; `RU`: the R bytes are the unsigned operand.
+/// `acc[i][j] += sum_g dot4(r[g][i], v[g][j])` (wrapping); `RU`: the R bytes are the unsigned
+/// operand.
 ///
 /// # Safety
 /// AVX-512 F/BW and AVX512-VNNI must be available; `r` readable for `32 * k4` bytes, `v` for
-/// `128 * k4`, `acc` writable for 256 i32.
+/// `128 * k4`, `acc` readable and writable for 256 i32.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn kernel_8x32<const RU: bool>(k4: usize, r: *const u8, v: *const u8, acc: *mut i32) {
-    let mut c = [[_mm512_setzero_si512(); 2]; 8];
+    // SAFETY: rows `i < 8` of 32 i32 lie inside the 256 i32 the caller guarantees.
+    let mut c: [[__m512i; 2]; 8] = std::array::from_fn(|i| unsafe {
+        [
+            _mm512_loadu_si512(acc.add(32 * i).cast()),
+            _mm512_loadu_si512(acc.add(32 * i + 16).cast()),
+        ]
+    });
     for g in 0..k4 {
         // SAFETY: group `g` reads bytes `[128 g, 128 g + 128)` of `v` and `[32 g, 32 g + 32)` of
         // `r`, inside the ranges the caller guarantees; unaligned loads are used throughout.

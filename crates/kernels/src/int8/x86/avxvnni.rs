@@ -68,23 +68,31 @@ unsafe fn dw_avx2<T: QType, O: QOut>(d: &mut DwPlane<'_, T, O>) {
 
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn block_vnni<O: QOut, const RU: bool>(b: &mut Block<'_, '_, '_, O>) {
-    let k4 = b.k4;
     run_block(LAYOUT, b, |r, v, acc| {
+        let k4 = r.len() / LAYOUT.r_panel(1);
         assert!(r.len() == LAYOUT.r_panel(k4) && v.len() == LAYOUT.v_panel(k4) && acc.len() == 96);
         // SAFETY: the panel lengths are checked just above (the kernel reads exactly `k4` groups
-        // of 24 R bytes and 64 V bytes, and writes 96 i32); the features are enabled by the caller.
+        // of 24 R bytes and 64 V bytes, and reads and writes 96 i32); the features are enabled by
+        // the caller.
         unsafe { kernel_6x16::<RU>(k4, r.as_ptr(), v.as_ptr(), acc.as_mut_ptr()) }
     });
 }
 
-/// `acc[i][j] = sum_g dot4(r[g][i], v[g][j])`; `RU`: the R bytes are the unsigned operand.
+/// `acc[i][j] += sum_g dot4(r[g][i], v[g][j])` (wrapping); `RU`: the R bytes are the unsigned
+/// operand.
 ///
 /// # Safety
 /// AVX2 and AVX-VNNI must be available; `r` readable for `24 * k4` bytes, `v` for `64 * k4`, `acc`
-/// writable for 96 i32.
+/// readable and writable for 96 i32.
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn kernel_6x16<const RU: bool>(k4: usize, r: *const u8, v: *const u8, acc: *mut i32) {
-    let mut c = [[_mm256_setzero_si256(); 2]; 6];
+    // SAFETY: rows `i < 6` of 16 i32 lie inside the 96 i32 the caller guarantees.
+    let mut c: [[__m256i; 2]; 6] = std::array::from_fn(|i| unsafe {
+        [
+            _mm256_loadu_si256(acc.add(16 * i).cast()),
+            _mm256_loadu_si256(acc.add(16 * i + 8).cast()),
+        ]
+    });
     for g in 0..k4 {
         // SAFETY: group `g` reads bytes `[64 g, 64 g + 64)` of `v` and `[24 g, 24 g + 24)` of `r`,
         // inside the ranges the caller guarantees; unaligned loads are used throughout.
