@@ -36,6 +36,10 @@ pub struct CalibOptions {
 /// selected tensors. `progress(done, total)` is called after every sample (`total` is `None` for a
 /// source of unknown length). A wrong input (name, element type or shape) is an error naming the
 /// sample's file; NaN and Inf values are counted in the statistics, not errors.
+///
+/// With [`StatsConfig::ort_bins`] set, a second pass runs the same samples again to fill ONNX
+/// Runtime's histograms, whose layout needs the extremes of the first pass (`progress` then counts
+/// the samples twice). That needs a source of known length (every built-in source has one).
 pub fn calibrate(
     exec: &Executor,
     source: &mut dyn DataSource,
@@ -80,10 +84,16 @@ pub fn calibrate(
             Ok(())
         };
 
+    if opts.stats.ort_bins.is_some() && source.len().is_none() {
+        return Err(CalibError::Settings(
+            "ONNX Runtime's histograms need two passes over the data, and this data source has no known length".into(),
+        ));
+    }
     match source.len() {
         Some(0) => return Err(CalibError::Empty("the data source holds no samples".into())),
         Some(len) => {
             let idx = opts.order.indices(len);
+            let second = idx.clone();
             let total = idx.len();
             for (done, i) in idx.into_iter().enumerate() {
                 let sample = source.get(i)?.ok_or_else(|| {
@@ -91,6 +101,30 @@ pub fn calibrate(
                 })?;
                 run_one(&mut stats, sample)?;
                 progress(done + 1, Some(total));
+            }
+            if let Some(bins) = opts.stats.ort_bins {
+                for t in stats.tensors.values_mut() {
+                    t.start_ort_histograms(bins);
+                }
+                for (done, i) in second.into_iter().enumerate() {
+                    let sample = source.get(i)?.ok_or_else(|| {
+                        CalibError::Empty(format!(
+                            "the data source ended before sample {i} of {len}"
+                        ))
+                    })?;
+                    let origin = sample.origin;
+                    let mut observer = |name: &str, t: &Tensor| {
+                        if let Some(s) = stats.tensors.get_mut(name) {
+                            s.observe_ort(t);
+                        }
+                    };
+                    exec.run_observed(sample.inputs, &mut observer)
+                        .map_err(|e| CalibError::Exec {
+                            origin: origin.clone(),
+                            source: Box::new(e),
+                        })?;
+                    progress(done + 1, Some(total));
+                }
             }
         }
         None => {

@@ -4,6 +4,8 @@
 //! - [`stats`]: [`CalibStats`], the observer state and statistics file: per tensor (and per channel)
 //!   exact min/max, NaN/Inf counts and a [`hist::Histogram`] whose bin width is a power of two that
 //!   only grows by whole factors, so merging shards is exact ([`merge`]).
+//! - [`ort_hist`]: ONNX Runtime's own histograms (numpy's float32 binning), collected in a second
+//!   pass for the "ort" mode.
 //! - [`ranges`]: [`compute_ranges`] with MinMax, Percentile, Entropy and MSE, in qtool's own mode or
 //!   reproducing ONNX Runtime's `calibrate.py`.
 //! - [`source`]: [`DataSource`]s (.npy, directory of .npy, .npz, ONNX test-data directories, image
@@ -15,6 +17,7 @@
 pub mod driver;
 pub mod exact;
 pub mod hist;
+pub mod ort_hist;
 pub mod preprocess;
 pub mod ranges;
 pub mod source;

@@ -10,13 +10,16 @@
 //!   bins summed) into about `num_bins` bins symmetric around zero, instead of ORT's `[-T, T]`
 //!   layout whose edges depend on the data's maximum.
 //! - [`HistMode::Ort`] reproduces ONNX Runtime's `HistogramCollector` (onnxruntime 1.2x/1.3x,
-//!   `calibrate.py`) for one `collect_data` call over all samples: the histogram is re-binned onto
-//!   ORT's layout (`num_bins` bins over `[-T, T]`, `T = max(|min|, |max|)`, for Entropy and
-//!   asymmetric Percentile; over `[min|x|, max|x|]` of `|x|` for symmetric Percentile), each fine bin
-//!   going to the ORT bin containing its centre, then ORT's algorithms run unchanged (including its
-//!   quirks). The fine bins straddling an ORT edge are the only difference, so thresholds land within
-//!   one ORT bin of ORT's. ORT widens its histogram batch by batch when `collect_data` is called more
-//!   than once; that order-dependent re-binning is not reproduced.
+//!   `calibrate.py`) for one `collect_data` call over all samples (what `quantize_static` does):
+//!   ORT's layout is `num_bins` bins over `[-T, T]`, `T = max(|min|, |max|)`, for Entropy and
+//!   asymmetric Percentile, and over `[min|x|, max|x|]` of `|x|` for symmetric Percentile. When the
+//!   statistics hold ORT's own histograms (collected bit for bit in a second pass,
+//!   [`crate::StatsConfig::ort_bins`], [`crate::ort_hist`]) with `num_bins` bins, those are used;
+//!   otherwise qtool's histogram is re-binned onto that layout (each fine bin going to the ORT bin
+//!   containing its centre: the fine bins straddling an ORT edge make the difference). Then ORT's
+//!   algorithms run unchanged, quirks included; Entropy's search in ORT's float32 arithmetic
+//!   ([`ort_entropy_f32`]). ORT widens its histogram batch by batch when `collect_data` is called
+//!   more than once; that order-dependent re-binning is not reproduced.
 //!
 //! MinMax is identical in both modes and equal to ORT's (`moving_average` = ORT's mean of per-batch
 //! minima/maxima within one `collect_data` call; ORT's 0.01 constant only blends the results of
@@ -24,6 +27,7 @@
 
 use crate::CalibError;
 use crate::hist::Histogram;
+use crate::ort_hist::{OrtHistKind, np_linspace_f32, np_outer_edges};
 use crate::stats::{CalibStats, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -192,7 +196,7 @@ fn tensor_range(
                 t.nan, t.pos_inf, t.neg_inf
             ));
         }
-        let Some((lo, hi)) = summary_range(&t.all, s, name)? else {
+        let Some((lo, hi)) = summary_range_ort(&t.all, Some(t), s, name)? else {
             warnings.push(format!("tensor '{name}': no finite values, no range"));
             return Ok(None);
         };
@@ -223,6 +227,30 @@ fn tensor_range(
 /// The range of one stream of values, `None` without finite values.
 pub fn summary_range(
     sum: &Summary,
+    s: &RangeSettings,
+    what: &str,
+) -> Result<Option<(f64, f64)>, CalibError> {
+    summary_range_ort(sum, None, s, what)
+}
+
+/// ONNX Runtime's histogram of `kind` with `n` bins, when `t` has it (collected with
+/// [`crate::StatsConfig::ort_bins`] = `n`).
+fn exact_ort_hist(
+    t: Option<&crate::stats::TensorStats>,
+    kind: OrtHistKind,
+    n: usize,
+) -> Option<(Vec<u64>, Vec<f32>)> {
+    let h = match kind {
+        OrtHistKind::Value => t?.ort_value.as_ref()?,
+        OrtHistKind::Abs => t?.ort_abs.as_ref()?,
+    };
+    (h.counts.len() == n).then(|| (h.counts.clone(), h.edges()))
+}
+
+/// [`summary_range`], with the tensor's exact ORT histograms (if any) for the "ort" mode.
+fn summary_range_ort(
+    sum: &Summary,
+    t: Option<&crate::stats::TensorStats>,
     s: &RangeSettings,
     what: &str,
 ) -> Result<Option<(f64, f64)>, CalibError> {
@@ -261,15 +289,22 @@ pub fn summary_range(
     Ok(Some(match (s.method, s.mode) {
         (Method::Percentile, HistMode::Ort) => {
             let (hist, edges) = if sym {
-                ort_abs_hist(sum, h, s.num_bins)
+                exact_ort_hist(t, OrtHistKind::Abs, s.num_bins)
+                    .unwrap_or_else(|| ort_abs_hist(sum, h, s.num_bins))
             } else {
-                ort_value_hist(sum, h, s.num_bins)
+                exact_ort_hist(t, OrtHistKind::Value, s.num_bins)
+                    .unwrap_or_else(|| ort_value_hist(sum, h, s.num_bins))
             };
             clip_f32(ort_percentile(&hist, &edges, s.percentile, sym), min, max)
         }
         (Method::Entropy, HistMode::Ort) => {
-            let (hist, edges) = ort_value_hist(sum, h, s.num_bins);
-            clip_f32(ort_entropy(&hist, &edges, s.num_quantized_bins), min, max)
+            let (hist, edges) = exact_ort_hist(t, OrtHistKind::Value, s.num_bins)
+                .unwrap_or_else(|| ort_value_hist(sum, h, s.num_bins));
+            clip_f32(
+                ort_entropy_f32(&hist, &edges, s.num_quantized_bins),
+                min,
+                max,
+            )
         }
         (Method::Percentile, HistMode::Qtool) => clip(qtool_percentile(sum, h, s.percentile, sym)),
         (Method::Entropy, HistMode::Qtool) => {
@@ -295,21 +330,8 @@ fn clip_f32((lo, hi): (f32, f32), min: f64, max: f64) -> (f64, f64) {
 /// numpy's `histogram` edges for `n` bins over `[lo, hi]` (degenerate ranges widened by 0.5 on
 /// each side, as numpy does), as f32 like ORT's.
 fn np_edges(lo: f32, hi: f32, n: usize) -> Vec<f32> {
-    let (lo, hi) = if lo == hi {
-        (lo as f64 - 0.5, hi as f64 + 0.5)
-    } else {
-        (lo as f64, hi as f64)
-    };
-    let step = (hi - lo) / n as f64;
-    (0..=n)
-        .map(|i| {
-            if i == n {
-                hi as f32
-            } else {
-                (lo + i as f64 * step) as f32
-            }
-        })
-        .collect()
+    let (lo, hi) = np_outer_edges(lo, hi);
+    np_linspace_f32(lo, hi, n)
 }
 
 /// Re-bins fine bins `(centre, count)` onto `edges` by centre.
@@ -712,6 +734,157 @@ pub fn ort_entropy(hist: &[u64], edges: &[f32], num_quantized_bins: usize) -> (f
         }
     }
     best.1
+}
+
+/// numpy's float32 `np.sum` of a contiguous array: pairwise summation (blocks of at most 128
+/// values summed in 8 interleaved float32 accumulators, longer arrays split in halves rounded down
+/// to a multiple of 8).
+pub fn np_sum_f32(a: &[f32]) -> f32 {
+    let n = a.len();
+    if n < 8 {
+        return a.iter().fold(-0.0f32, |r, &x| r + x);
+    }
+    if n <= 128 {
+        let mut r = [0f32; 8];
+        r.copy_from_slice(&a[..8]);
+        let full = n - n % 8;
+        let mut i = 8;
+        while i < full {
+            for j in 0..8 {
+                r[j] += a[i + j];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &x in &a[full..] {
+            res += x;
+        }
+        return res;
+    }
+    let mut n2 = n / 2;
+    n2 -= n2 % 8;
+    np_sum_f32(&a[..n2]) + np_sum_f32(&a[n2..])
+}
+
+/// ORT's `smooth_distribution` in its float32 arithmetic: zeros become `f32(1e-4)`, every non-zero
+/// `f32(c) + f32(-1e-4 * zeros / non_zeros)` (that shift computed in f64, as Python floats are).
+/// `None` when every entry is 0 or an entry would not stay positive (where ORT's asserts fail).
+fn smooth_f32(p: &[i64]) -> Option<Vec<f32>> {
+    let nz = p.iter().filter(|&&v| v == 0).count();
+    let nnz = p.len() - nz;
+    if nnz == 0 {
+        return None;
+    }
+    let eps1 = EPS * nz as f64 / nnz as f64;
+    if eps1 >= 1.0 {
+        return None;
+    }
+    let (add_zero, add_nonzero) = (EPS as f32, (-eps1) as f32);
+    let out: Vec<f32> = p
+        .iter()
+        .map(|&v| v as f32 + if v == 0 { add_zero } else { add_nonzero })
+        .collect();
+    if out.iter().any(|&v| v <= 0.0) {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+/// ORT's `entropy(p, q)` in float32: both normalised by their numpy sums, `Σ p ln(p / q)` summed
+/// as numpy does. The one step not reproduced bit for bit is the logarithm: numpy's float32 `log`
+/// (a SIMD approximation, up to a few ulps from the exact value) is replaced by the correctly
+/// rounded one.
+fn kl_f32(p: &[f32], q: &[f32]) -> f32 {
+    let (sp, sq) = (np_sum_f32(p), np_sum_f32(q));
+    let terms: Vec<f32> = p
+        .iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let (a, b) = (1.0 * a / sp, 1.0 * b / sq);
+            // ORT's `rel_entr` sets every term without `p > 0 and q > 0` to inf (its `p == 0`
+            // case is overwritten by that); smoothed entries are positive anyway.
+            if a > 0.0 && b > 0.0 {
+                a * ((a / b) as f64).ln() as f32
+            } else {
+                f32::INFINITY
+            }
+        })
+        .collect();
+    np_sum_f32(&terms)
+}
+
+/// One candidate of ORT's entropy search computed as ORT does, in its float32 arithmetic: the
+/// window's counts with the outliers folded into its end bins, the quantized distribution (each
+/// chunk's sum over its non-zero bins assigned into an int64 array: truncated), both smoothed,
+/// their KL divergence stored as float32.
+fn candidate_kl_f32(hist: &[u64], zero: usize, i: usize, nq: usize) -> f32 {
+    let nb = hist.len();
+    let start = zero - i;
+    let end = (zero + i + 1).min(nb);
+    let sliced: Vec<i64> = hist[start..end].iter().map(|&c| c as i64).collect();
+    let mut p = sliced.clone();
+    p[0] += hist[..start].iter().sum::<u64>() as i64;
+    let last = p.len() - 1;
+    p[last] += hist[end..].iter().sum::<u64>() as i64;
+    let m = sliced.len() / nq;
+    let mut quant = vec![0i64; nq];
+    for (k, qk) in quant.iter_mut().enumerate() {
+        *qk = sliced[k * m..k * m + m].iter().sum();
+    }
+    quant[nq - 1] += sliced[nq * m..].iter().sum::<i64>();
+    let mut q = vec![0i64; p.len()];
+    for k in 0..nq {
+        let norm = p[k * m..k * m + m].iter().filter(|&&v| v != 0).count();
+        if norm != 0 {
+            // numpy's true division (f64), assigned into int64: truncation.
+            let v = (quant[k] as f64 / norm as f64) as i64;
+            q[k * m..k * m + m].iter_mut().for_each(|x| *x = v);
+        }
+    }
+    match (smooth_f32(&p), smooth_f32(&q)) {
+        (Some(p), Some(q)) => kl_f32(&p, &q),
+        _ => f32::INFINITY,
+    }
+}
+
+/// ORT's `get_entropy_threshold` (before clipping to min/max) with its float32 arithmetic: every
+/// candidate's KL divergence as ORT computes and stores it (float32), then `np.argmin` (the first
+/// minimum, or the first NaN). O(bins) per candidate with a logarithm per bin (about 10^6 for
+/// 2048 bins): the "ort" mode's search, where near-equal candidates must tie as they do in ORT.
+pub fn ort_entropy_f32(hist: &[u64], edges: &[f32], num_quantized_bins: usize) -> (f32, f32) {
+    let nb = hist.len();
+    let zero = nb / 2;
+    let half_q = num_quantized_bins / 2;
+    if zero < half_q || num_quantized_bins == 0 {
+        return (edges[0], edges[nb]);
+    }
+    let window = |i: usize| (edges[zero - i], edges[(zero + i + 1).min(nb)]);
+    let divs = ort_entropy_divergences_f32(hist, num_quantized_bins);
+    let mut best = 0usize;
+    for (k, &d) in divs.iter().enumerate() {
+        if d.is_nan() {
+            best = k;
+            break;
+        }
+        if d < divs[best] {
+            best = k;
+        }
+    }
+    window(half_q + best)
+}
+
+/// Every candidate's KL divergence of [`ort_entropy_f32`] (entry `k`: `num_quantized_bins / 2 + k`
+/// bins each side of the middle bin).
+pub fn ort_entropy_divergences_f32(hist: &[u64], num_quantized_bins: usize) -> Vec<f32> {
+    let zero = hist.len() / 2;
+    let half_q = num_quantized_bins / 2;
+    if zero < half_q || num_quantized_bins == 0 {
+        return Vec::new();
+    }
+    (half_q..=zero)
+        .map(|i| candidate_kl_f32(hist, zero, i, num_quantized_bins))
+        .collect()
 }
 
 /// qtool's percentile on the mergeable histogram (upper bin edges, see the module docs).

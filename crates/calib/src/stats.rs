@@ -6,6 +6,7 @@
 use crate::CalibError;
 use crate::exact::ExactSum;
 use crate::hist::Histogram;
+use crate::ort_hist::{NpHistogram, OrtHistKind};
 use qtool_tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +31,12 @@ pub struct StatsConfig {
     pub channel_axis: Option<i64>,
     /// Bin budget of each per-channel histogram.
     pub channel_bins: u32,
+    /// Also collect ONNX Runtime's own histograms of every float32 tensor, bit for bit
+    /// ([`crate::ort_hist`]), with this many bins: the "ort" mode's Percentile and Entropy then
+    /// run on exactly ORT's histogram. Their layout depends on the data's extremes, so the driver
+    /// makes a second pass over the data; such statistics merge only where the layouts agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ort_bins: Option<u32>,
 }
 
 impl Default for StatsConfig {
@@ -39,6 +46,7 @@ impl Default for StatsConfig {
             bins: 16384,
             channel_axis: None,
             channel_bins: 2048,
+            ort_bins: None,
         }
     }
 }
@@ -257,6 +265,12 @@ pub struct TensorStats {
     pub all: Summary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_channel: Option<ChannelStats>,
+    /// ONNX Runtime's value histogram (`collect_value`), when collected ([`StatsConfig::ort_bins`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ort_value: Option<NpHistogram>,
+    /// ONNX Runtime's absolute-value histogram (`collect_absolute_value`), when collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ort_abs: Option<NpHistogram>,
 }
 
 /// Calls `f` on every element of a float tensor as f64 (row-major), or returns `None` for other
@@ -297,6 +311,8 @@ impl TensorStats {
             neg_inf: 0,
             all: Summary::default(),
             per_channel: None,
+            ort_value: None,
+            ort_abs: None,
         }
     }
 
@@ -533,7 +549,69 @@ impl TensorStats {
         self.pos_inf += o.pos_inf;
         self.neg_inf += o.neg_inf;
         self.all.merge(&o.all, cfg.bins);
+        for (mine, theirs, what) in [
+            (&mut self.ort_value, &o.ort_value, "value"),
+            (&mut self.ort_abs, &o.ort_abs, "absolute-value"),
+        ] {
+            let merged = match (mine.as_mut(), theirs) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.merge(b),
+                _ => false,
+            };
+            if !merged {
+                {
+                    return Err(err(format!(
+                        "ONNX Runtime's {what} histograms have different layouts (their range is \
+                         set by each part's own min/max, as in ORT): such statistics cannot be \
+                         merged; collect them in one run, or merge statistics without ORT histograms"
+                    )));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Sets up ONNX Runtime's empty histograms from the extremes seen so far (the first pass):
+    /// `bins` bins of values over `[-T, T]` and of `|x|` over `[min|x|, max|x|]`. Only float32
+    /// tensors with finite values get them (ORT's float16 arithmetic is not reproduced), and only
+    /// where numpy accepts the layout.
+    pub fn start_ort_histograms(&mut self, bins: u32) {
+        self.ort_value = None;
+        self.ort_abs = None;
+        if self.dtype != "FLOAT" {
+            return;
+        }
+        let (Some((min, max)), Some(amin)) = (self.all.range(), self.all.min_abs) else {
+            return;
+        };
+        let (min, max) = (min as f32, max as f32);
+        let t = min.abs().max(max.abs());
+        let n = bins as usize;
+        self.ort_value = NpHistogram::new(OrtHistKind::Value, -t, t, n);
+        self.ort_abs = NpHistogram::new(OrtHistKind::Abs, amin.0 as f32, t, n);
+    }
+
+    /// Folds one observation into ONNX Runtime's histograms (the second pass); other element
+    /// types and tensors without such histograms are left alone.
+    pub fn observe_ort(&mut self, t: &Tensor) {
+        let Tensor::F32(a) = t else { return };
+        if self.ort_value.is_none() && self.ort_abs.is_none() {
+            return;
+        }
+        let owned;
+        let xs: &[f32] = match a.as_slice() {
+            Some(xs) => xs,
+            None => {
+                owned = a.iter().copied().collect::<Vec<f32>>();
+                &owned
+            }
+        };
+        for h in [&mut self.ort_value, &mut self.ort_abs]
+            .into_iter()
+            .flatten()
+        {
+            h.add(xs);
+        }
     }
 
     /// Non-finite values seen.

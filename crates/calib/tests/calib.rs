@@ -26,6 +26,7 @@ fn cfg(axis: Option<i64>) -> StatsConfig {
         bins: 512,
         channel_axis: axis,
         channel_bins: 128,
+        ort_bins: None,
     }
 }
 
@@ -940,4 +941,115 @@ fn driver_errors_name_the_sample() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no samples"), "{e}");
+}
+
+#[test]
+fn driver_collects_onnx_runtime_histograms_in_a_second_pass() {
+    let exec = Executor::new(&model(), ExecOptions { threads: Some(1) }).unwrap();
+    let opts = CalibOptions {
+        stats: StatsConfig {
+            ort_bins: Some(64),
+            ..cfg(None)
+        },
+        ..Default::default()
+    };
+    let mut calls = Vec::new();
+    let full = calibrate(&exec, &mut samples(7), &opts, &mut |d, t| {
+        calls.push((d, t))
+    })
+    .unwrap();
+    assert_eq!(calls.len(), 14, "progress counts both passes");
+    for (name, t) in &full.tensors {
+        let v = t.ort_value.as_ref().expect("value histogram");
+        let a = t.ort_abs.as_ref().expect("abs histogram");
+        assert_eq!(v.counts.len(), 64);
+        // Every finite value of the first pass lands in both histograms (the executor is
+        // deterministic, so the second pass sees the same values and the same extremes).
+        assert_eq!(v.counts.iter().sum::<u64>(), t.all.count, "{name}");
+        assert_eq!(a.counts.iter().sum::<u64>(), t.all.count, "{name}");
+        let (min, max) = t.all.range().unwrap();
+        let tt = (min as f32).abs().max((max as f32).abs());
+        assert_eq!((v.first, v.last), (-tt, tt), "{name}");
+        assert_eq!(a.last, tt, "{name}");
+    }
+    // A shuffled order fills the same histograms.
+    let shuffled = calibrate(
+        &exec,
+        &mut samples(7),
+        &CalibOptions {
+            order: SampleOrder {
+                shuffle_seed: Some(5),
+                ..Default::default()
+            },
+            ..opts.clone()
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    for (name, t) in &full.tensors {
+        assert_eq!(t.ort_value, shuffled.tensors[name].ort_value, "{name}");
+        assert_eq!(t.ort_abs, shuffled.tensors[name].ort_abs, "{name}");
+    }
+    // The "ort" mode computes on exactly these histograms.
+    let y = &full.tensors["y"];
+    let v = y.ort_value.as_ref().unwrap();
+    let (lo, hi) = ranges::ort_entropy_f32(&v.counts, &v.edges(), 16);
+    let (min, max) = y.all.range().unwrap();
+    let want = (
+        if (lo as f64) < (min as f32 as f64) {
+            min
+        } else {
+            lo as f64
+        } as f32,
+        if (hi as f64) > (max as f32 as f64) {
+            max
+        } else {
+            hi as f64
+        } as f32,
+    );
+    let got = compute_ranges(
+        &full,
+        &RangeSettings {
+            method: Method::Entropy,
+            mode: HistMode::Ort,
+            num_bins: 64,
+            num_quantized_bins: 16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        got.ranges["y"],
+        TensorRange::PerTensor {
+            min: want.0,
+            max: want.1
+        }
+    );
+    // Statistics with the same layouts merge (counts add); shards, whose extremes differ, are
+    // refused with an explanation rather than merged inexactly.
+    let twice = merge(&full, &full).unwrap();
+    assert_eq!(
+        twice.tensors["y"].ort_value.as_ref().unwrap().counts,
+        v.counts.iter().map(|c| 2 * c).collect::<Vec<_>>()
+    );
+    let shard = |i| {
+        calibrate(
+            &exec,
+            &mut samples(7),
+            &CalibOptions {
+                order: SampleOrder {
+                    shard: Shard { index: i, count: 2 },
+                    ..Default::default()
+                },
+                ..opts.clone()
+            },
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let e = merge(&shard(0), &shard(1)).unwrap_err().to_string();
+    assert!(e.contains("different layouts"), "{e}");
+    // Such statistics still give every other range, and the file round-trips.
+    let back = CalibStats::from_bytes(&full.to_bytes(), "mem").unwrap();
+    assert_eq!(back, full);
 }

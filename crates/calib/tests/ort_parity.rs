@@ -62,6 +62,7 @@ fn stats_of(vals: &[f32]) -> CalibStats {
         bins: 16384,
         channel_axis: Some(1),
         channel_bins: 2048,
+        ort_bins: None,
     });
     let per = SHAPE.iter().product::<usize>();
     for b in 0..BATCHES {

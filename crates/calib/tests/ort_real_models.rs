@@ -21,7 +21,7 @@
 //! costs ~0.1 s a tensor at 2048 bins). `QTOOL_CALIB_PARITY_FULL=1` (used by
 //! `cargo xtask interop --calib`) runs every model qtool can run, Entropy with 2048 bins.
 
-use qtool_calib::ranges::{ort_entropy, ort_entropy_divergences};
+use qtool_calib::ranges::{ort_entropy_divergences, ort_entropy_f32};
 use qtool_calib::{
     CalibOptions, CalibStats, DataSource, HistMode, ImageFolderSource, Method, Preprocess,
     RangeSettings, Resize, Sample, StatsConfig, TensorRange, calibrate, compute_ranges,
@@ -279,6 +279,8 @@ struct Summary {
     entropy_search_exact: usize,
     /// Entropy thresholds more than a bin from ORT's, but as good by ORT's own objective.
     entropy_near_ties: usize,
+    /// Tensors whose ORT value histogram qtool collected with exactly ORT's counts and edges.
+    hist_identical: usize,
 }
 
 /// ORT's entropy histogram of a tensor (counts, edges, the data's min and max).
@@ -353,17 +355,30 @@ fn check_model(
         .collect();
     qtool_data::npz::write_npz(&arrays, std::fs::File::create(&npz).unwrap()).unwrap();
 
-    let mut source = samples.clone();
-    let stats: CalibStats = calibrate(
-        &exec,
-        &mut source,
-        &CalibOptions {
-            stats: StatsConfig::default(),
-            ..Default::default()
-        },
-        &mut |_, _| {},
-    )
-    .unwrap();
+    // "ort" mode statistics: ORT's own histograms collected in a second pass, with the bins of
+    // the entropy run (and, when that is not 2048, a second collection for Percentile's 2048).
+    let collect = |ort_bins: u32| -> CalibStats {
+        let mut source = samples.clone();
+        calibrate(
+            &exec,
+            &mut source,
+            &CalibOptions {
+                stats: StatsConfig {
+                    ort_bins: Some(ort_bins),
+                    ..StatsConfig::default()
+                },
+                ..Default::default()
+            },
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let stats = collect(entropy_bins as u32);
+    let pct_stats = if entropy_bins == 2048 {
+        None
+    } else {
+        Some(collect(2048))
+    };
 
     let out = work.join(format!("{}.ort.json", case.model));
     let hists_path = work.join(format!("{}.ort_hists.npz", case.model));
@@ -434,8 +449,15 @@ fn check_model(
     }
     // qtool's entropy search on ORT's own histograms must give ORT's thresholds exactly.
     let mut search_exact = 0;
+    let mut hist_identical = 0;
     for (t, h) in &ort_hists {
-        let (mut lo, mut hi) = ort_entropy(&h.counts, &h.edges, 128);
+        if let Some(q) = stats.tensors.get(t).and_then(|s| s.ort_value.as_ref())
+            && q.counts == h.counts
+            && q.edges() == h.edges
+        {
+            hist_identical += 1;
+        }
+        let (mut lo, mut hi) = ort_entropy_f32(&h.counts, &h.edges, 128);
         if lo < h.min {
             lo = h.min;
         }
@@ -454,7 +476,14 @@ fn check_model(
         }
     }
 
-    let ranges = |set: RangeSettings| compute_ranges(&stats, &set).unwrap().ranges;
+    let ranges = |set: RangeSettings| {
+        let st = if set.method == Method::Percentile {
+            pct_stats.as_ref().unwrap_or(&stats)
+        } else {
+            &stats
+        };
+        compute_ranges(st, &set).unwrap().ranges
+    };
     let minmax = ranges(RangeSettings::default());
     let mut diffs = Vec::new();
     let mut exact = 0;
@@ -589,6 +618,7 @@ fn check_model(
             worst_entropy_bins: worst[1],
             entropy_search_exact: search_exact,
             entropy_near_ties: near_ties,
+            hist_identical,
         },
         problems,
     )
@@ -632,7 +662,7 @@ fn calibration_matches_onnx_runtime_on_real_models() {
         problems.extend(p);
     }
     println!(
-        "{:<22} {:>8} {:>13} {:>17} {:>14} {:>14} {:>15} {:>14}",
+        "{:<22} {:>8} {:>13} {:>17} {:>14} {:>14} {:>15} {:>14} {:>14}",
         "model",
         "tensors",
         "minmax exact",
@@ -640,18 +670,20 @@ fn calibration_matches_onnx_runtime_on_real_models() {
         "pctl max bins",
         format!("entr{entropy_bins} bins"),
         "entr near-ties",
-        "search exact"
+        "search exact",
+        "hist identical"
     );
     for (m, s) in &table {
         println!(
-            "{m:<22} {:>8} {:>13} {:>17} {:>14.3} {:>14.3} {:>15} {:>14}",
+            "{m:<22} {:>8} {:>13} {:>17} {:>14.3} {:>14.3} {:>15} {:>14} {:>14}",
             s.tensors,
             s.minmax_exact,
             s.minmax_explained,
             s.worst_percentile_bins,
             s.worst_entropy_bins,
             s.entropy_near_ties,
-            format!("{}/{}", s.entropy_search_exact, s.tensors)
+            format!("{}/{}", s.entropy_search_exact, s.tensors),
+            format!("{}/{}", s.hist_identical, s.tensors)
         );
     }
     assert!(

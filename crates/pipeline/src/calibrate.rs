@@ -24,6 +24,9 @@ pub struct CalibrateSettings {
     /// (index, count)
     pub shard: Option<(usize, usize)>,
     pub threads: Option<usize>,
+    /// Also collect ONNX Runtime's own histograms with this many bins (a second pass over the
+    /// data; the "ort" mode's Percentile and Entropy then use exactly ORT's histogram).
+    pub ort_histogram_bins: Option<u32>,
 }
 
 fn is_image(p: &Path) -> bool {
@@ -163,6 +166,7 @@ pub fn calibrate(
         stats: StatsConfig {
             histogram: s.histograms,
             channel_axis: s.per_channel_activations.then_some(1),
+            ort_bins: s.ort_histogram_bins,
             ..StatsConfig::default()
         },
         order: SampleOrder {

@@ -204,6 +204,13 @@ fn collect_stats(
         stats: StatsConfig {
             histogram: spec.calibration.method != qtool_calib::Method::MinMax,
             bins: spec.calibration.histogram_bins,
+            // mode: ort with a histogram method: ONNX Runtime's own histograms (second pass).
+            ort_bins: (spec.calibration.mode == qtool_calib::HistMode::Ort
+                && matches!(
+                    spec.calibration.method,
+                    qtool_calib::Method::Percentile | qtool_calib::Method::Entropy
+                ))
+            .then_some(spec.calibration.num_bins as u32),
             ..StatsConfig::default()
         },
         order: SampleOrder {
