@@ -79,9 +79,8 @@ fn two_shards_merged_equal_one_run_byte_for_byte() {
         ("percentile", vec!["--seed", "3", "--samples", "7"]),
     ] {
         let run = |out: &str, shard: Option<&str>| {
-            let mut a = vec!["calibrate", &p("m.onnx"), "--data"];
-            let x = p("x.npy");
-            a.push(&x);
+            let (m, x) = (p("m.onnx"), p("x.npy"));
+            let mut a = vec!["calibrate", m.as_str(), "--data", x.as_str()];
             a.extend(["--method", method, "-o", out]);
             a.extend(extra.iter().copied());
             if let Some(s) = shard {
