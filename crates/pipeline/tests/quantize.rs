@@ -46,6 +46,18 @@ fn eval_sample() -> Vec<(String, Tensor)> {
     vec![(input, Tensor::from_vec(&one, data).unwrap())]
 }
 
+/// Runs the pipeline file `yaml` (`qtool run`) and asserts its one output is byte for byte the
+/// model `direct` (written by `qtool quantize` from the same settings).
+fn assert_run_writes(yaml: &Path, direct: &Path, what: &str) {
+    let p = qtool_pipeline::config::load(yaml, &Default::default()).unwrap();
+    let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
+    assert_eq!(
+        std::fs::read(direct).unwrap(),
+        std::fs::read(&r.outputs[0].path).unwrap(),
+        "{what}: quantize and run wrote different models"
+    );
+}
+
 #[test]
 fn quantize_writes_what_run_writes_from_the_same_settings() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,14 +108,7 @@ fn quantize_writes_what_run_writes_from_the_same_settings() {
             ),
         )
         .unwrap();
-        let p = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap();
-        let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
-        assert_eq!(
-            std::fs::read(&direct).unwrap(),
-            std::fs::read(&r.outputs[0].path).unwrap(),
-            "{}: quantize and run wrote different models",
-            format.name()
-        );
+        assert_run_writes(&yaml, &direct, format.name());
     }
 }
 
@@ -432,12 +437,7 @@ fn contrib_reaches_the_conversion() {
         ),
     )
     .unwrap();
-    let p = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap();
-    let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
-    assert_eq!(
-        std::fs::read(&ql).unwrap(),
-        std::fs::read(&r.outputs[0].path).unwrap()
-    );
+    assert_run_writes(&yaml, &ql, "qlinear + contrib");
     let ops = op_types(&ql);
     let ms: Vec<&String> = ops
         .iter()
@@ -672,14 +672,7 @@ fn u8_weights_reach_every_format() {
             ),
         )
         .unwrap();
-        let p = qtool_pipeline::config::load(&yaml, &Default::default()).unwrap();
-        let r = qtool_pipeline::run::run(&p, &Default::default(), &mut |_, _, _| {}).unwrap();
-        assert_eq!(
-            std::fs::read(&out).unwrap(),
-            std::fs::read(&r.outputs[0].path).unwrap(),
-            "{}: quantize and run wrote different models",
-            format.name()
-        );
+        assert_run_writes(&yaml, &out, format.name());
     }
     let e = quantize(
         &example("model.onnx"),
