@@ -1,13 +1,12 @@
-//! Profiles one ONNX model in the executor: `profile_model MODEL INPUTS.npz THREADS RUNS [OUT.npz]`
-//! prints the median wall time per run and the per-op-type / slowest-node profile (without the CLI's
-//! crates); with OUT.npz it also writes the outputs of one run there (to compare with ONNX Runtime).
+//! Profiles one ONNX model in the executor: `profile_model MODEL INPUTS.npz THREADS RUNS` prints the
+//! median wall time per run and the per-op-type / slowest-node profile (without the CLI's crates).
 
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 5 {
-        return Err("usage: profile_model MODEL INPUTS.npz THREADS RUNS [OUT.npz]".into());
+        return Err("usage: profile_model MODEL INPUTS.npz THREADS RUNS".into());
     }
     let model = qtool_onnx::load(&a[1])?;
     let inputs = qtool_data::load_npz(std::path::Path::new(&a[2]))?;
@@ -21,10 +20,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     for _ in 0..3 {
         exec.run(inputs.clone())?;
-    }
-    if let Some(out) = a.get(5) {
-        let outs = exec.run(inputs.clone())?;
-        qtool_data::npz::write_npz(&outs, std::fs::File::create(out)?)?;
     }
     let mut times = Vec::new();
     for _ in 0..runs {

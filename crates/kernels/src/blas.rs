@@ -431,52 +431,6 @@ impl ColTile {
         }
     }
 
-    /// [`ColTile::gemm_packed`] with B produced by `bsrc` (`a`'s `k` rows, the tile's `n` columns)
-    /// on the AVX-512 kernel. Panics if `a` was not packed for it (check [`PackedA::is_avx512`]).
-    #[cfg(target_arch = "x86_64")]
-    pub(crate) fn gemm_packed_src<B: f32x::avx512::PackB>(
-        &mut self,
-        a: &PackedA,
-        row0: usize,
-        bsrc: &B,
-        bias: Option<&[f32]>,
-    ) {
-        let (m, n, k) = (self.m, self.n, a.k);
-        if m == 0 || n == 0 {
-            return;
-        }
-        assert!(
-            row0 + m <= a.m && row0.is_multiple_of(a.row_align()),
-            "gemm_packed_src: rows {row0}..{} of {}",
-            row0 + m,
-            a.m
-        );
-        if let Some(b) = bias {
-            assert!(b.len() >= m, "gemm_packed_src: bias too short");
-        }
-        let AStore::Avx512(pa) = &a.store else {
-            panic!("gemm_packed_src: A is not packed for the AVX-512 kernel");
-        };
-        // SAFETY: `pa` is the pack_a_all buffer of a.m x k, built only when avx512f is available;
-        // rows row0..row0 + m are inside it and row0 is panel-aligned (asserted); `bsrc` packs
-        // through safe, bounds-checked code; the C tile belongs to this tile alone (checked by its
-        // constructor); the bias holds m floats (asserted).
-        unsafe {
-            f32x::avx512::sgemm_packed_a_src(
-                m,
-                k,
-                n,
-                pa,
-                a.m,
-                row0 / f32x::avx512::MR,
-                bsrc,
-                bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-                self.ptr,
-                self.ldc,
-            )
-        }
-    }
-
     /// `tile = alpha * A [m, k] x B [k, n] + beta * tile` (`beta == 0`: tile not read).
     pub(crate) fn sgemm(&mut self, k: usize, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32) {
         let (m, n) = (self.m, self.n);
@@ -568,12 +522,6 @@ impl PackedA {
     /// Rows of A.
     pub(crate) fn rows(&self) -> usize {
         self.m
-    }
-
-    /// Whether A is packed for the AVX-512 kernel ([`ColTile::gemm_packed_src`] needs it).
-    #[cfg(target_arch = "x86_64")]
-    pub(crate) fn is_avx512(&self) -> bool {
-        matches!(self.store, AStore::Avx512(_))
     }
 
     /// Row tiles handed to [`ColTile::gemm_packed`] must start at a multiple of this.

@@ -456,9 +456,7 @@ fn conv_impl(
     Ok(())
 }
 
-/// One (batch, group) of a 2-d depthwise convolution: the group's input plane is copied once into
-/// a zero-padded, column-phase-split plane ([`PaddedPlane`]), then each output channel is computed row
-/// by row from it ([`depthwise_rows`]).
+/// One (batch, group) of a 2-d depthwise convolution: one direct plane per output channel.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_task(
     geo: &Geometry,
@@ -470,199 +468,22 @@ fn depthwise_task(
     out: &mut [f32],
     par: bool,
 ) {
-    let kernel = f32x::selected();
     let ksz = geo.k_size;
-    let plane = PaddedPlane::new(geo, p);
-    with_scratch(plane.len(), |buf| {
-        plane.fill(x, buf);
-        let buf = &*buf;
-        let each = |(j, o): (usize, &mut [f32])| {
-            depthwise_rows(
-                kernel,
-                &plane,
-                buf,
-                &w[j * ksz..(j + 1) * ksz],
-                bias.map_or(0.0, |b| b[j]),
-                o,
-            );
-            act.apply(o);
-        };
-        if par {
-            out.par_chunks_mut(geo.out_size).enumerate().for_each(each);
-        } else {
-            out.chunks_mut(geo.out_size).enumerate().for_each(each);
-        }
-    });
-}
-
-/// Geometry of one 2-d input plane copied with its padding and its columns split by phase modulo
-/// the column stride: phase `q` holds padded columns `q, q + sw, q + 2 sw, ...`, so every kernel
-/// tap of an output row reads one contiguous run of `ow` floats (no bounds checks, any stride,
-/// dilation and kernel size). Used by the depthwise kernel and the implicit GEMM.
-struct PaddedPlane {
-    /// Input plane `[h, w]`.
-    h: usize,
-    w: usize,
-    /// Leading pads (rows, columns).
-    pt: usize,
-    pl: usize,
-    /// Padded rows, and columns per phase.
-    hp: usize,
-    wq: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-}
-
-impl PaddedPlane {
-    fn new(geo: &Geometry, p: &ConvParams) -> Self {
-        let (kh, kw) = (geo.k_sp[0], geo.k_sp[1]);
-        let (oh, ow) = (geo.out_sp[0], geo.out_sp[1]);
-        let (sh, sw) = (p.strides[0], p.strides[1]);
-        let (dh, dw) = (p.dilations[0], p.dilations[1]);
-        // Padded extent actually read: the last tap of the last output (never past the pads).
-        let hp = if oh == 0 {
-            0
-        } else {
-            (oh - 1) * sh + (kh - 1) * dh + 1
-        };
-        let wp = if ow == 0 {
-            0
-        } else {
-            (ow - 1) * sw + (kw - 1) * dw + 1
-        };
-        PaddedPlane {
-            h: geo.in_sp[0],
-            w: geo.in_sp[1],
-            pt: p.pads[0],
-            pl: p.pads[1],
-            hp,
-            wq: wp.div_ceil(sw),
-            kh,
-            kw,
-            oh,
-            ow,
-            sh,
-            sw,
-            dh,
-            dw,
-        }
-    }
-
-    /// Floats of the padded, phase-split plane.
-    fn len(&self) -> usize {
-        self.sw * self.hp * self.wq
-    }
-
-    /// Copies the input plane `x [h, w]` into `buf` (zeros in the padding).
-    fn fill(&self, x: &[f32], buf: &mut [f32]) {
-        buf.fill(0.0);
-        let phase = self.hp * self.wq;
-        // Input columns that land inside the read extent.
-        let wp = self.wq * self.sw;
-        let c_end = self.w.min(wp.saturating_sub(self.pl));
-        for ih in 0..self.h {
-            let r = ih + self.pt;
-            if r >= self.hp {
-                break;
-            }
-            let xrow = &x[ih * self.w..ih * self.w + c_end];
-            if self.sw == 1 {
-                buf[r * self.wq + self.pl..r * self.wq + self.pl + c_end].copy_from_slice(xrow);
-            } else if self.sw == 2 {
-                // Input column iw goes to phase (iw + pl) % 2 at (iw + pl) / 2: consecutive pairs
-                // split into the two phases (a loop the compiler vectorizes).
-                let (qa, ja) = (self.pl % 2, self.pl / 2);
-                let jb = self.pl.div_ceil(2);
-                let np = c_end / 2;
-                let (lo, hi) = buf.split_at_mut(phase);
-                let (pa, pb) = if qa == 0 { (lo, hi) } else { (hi, lo) };
-                let ra = &mut pa[r * self.wq + ja..r * self.wq + ja + c_end.div_ceil(2)];
-                let rb = &mut pb[r * self.wq + jb..r * self.wq + jb + np];
-                for ((a, b), pr) in ra.iter_mut().zip(rb.iter_mut()).zip(xrow.chunks_exact(2)) {
-                    *a = pr[0];
-                    *b = pr[1];
-                }
-                if c_end % 2 == 1 {
-                    ra[np] = xrow[c_end - 1];
-                }
-            } else {
-                // Phase q holds padded columns q + sw * j, i.e. input columns q + sw * j - pl.
-                for q in 0..self.sw {
-                    // First j whose input column is >= 0.
-                    let j0 = self.pl.saturating_sub(q).div_ceil(self.sw);
-                    let iw0 = q + self.sw * j0 - self.pl;
-                    if iw0 >= c_end {
-                        continue;
-                    }
-                    let cnt = (c_end - iw0).div_ceil(self.sw);
-                    let row = &mut buf[q * phase + r * self.wq + j0..][..cnt];
-                    for (d, &v) in row.iter_mut().zip(xrow[iw0..].iter().step_by(self.sw)) {
-                        *d = v;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Start, in the plane, of the run of `ow` floats that tap `(ki, kj)` reads for output row `r`.
-    fn tap_start(&self, r: usize, ki: usize, kj: usize) -> usize {
-        let c = kj * self.dw;
-        (c % self.sw) * self.hp * self.wq + (r * self.sh + ki * self.dh) * self.wq + c / self.sw
-    }
-}
-
-/// One output channel of a depthwise convolution from the prepared plane: `out[r, o] = bias +
-/// sum over taps t (row-major kernel order) of w[t] * plane[start(r, t) + o]`.
-fn depthwise_rows(
-    kernel: F32Kernel,
-    plane: &PaddedPlane,
-    buf: &[f32],
-    w: &[f32],
-    bias: f32,
-    out: &mut [f32],
-) {
-    let ow = plane.ow;
-    // Tap starts for output row 0; row r reads r * sh padded rows further down.
-    let base: Vec<usize> = (0..plane.kh * plane.kw)
-        .map(|t| plane.tap_start(0, t / plane.kw, t % plane.kw))
-        .collect();
-    let mut starts = base.clone();
-    let row_step = plane.sh * plane.wq;
-    for (r, orow) in out.chunks_exact_mut(ow).enumerate().take(plane.oh) {
-        for (s, &b) in starts.iter_mut().zip(&base) {
-            *s = b + r * row_step;
-        }
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            F32Kernel::Avx512 => f32x::avx512::taps_row(buf, &starts, w, bias, orow),
-            _ => taps_row(buf, &starts, w, bias, orow),
-        }
-    }
-}
-
-/// Portable [`depthwise_rows`] row: `out[o] = bias + sum_t w[t] * src[starts[t] + o]` (a multiply
-/// and an add per tap, in tap order), 16 outputs at a time so the compiler keeps them in vectors.
-fn taps_row(src: &[f32], starts: &[usize], w: &[f32], bias: f32, out: &mut [f32]) {
-    const L: usize = 16;
-    let n = out.len();
-    let mut o = 0;
-    while o < n {
-        let len = L.min(n - o);
-        let mut acc = [bias; L];
-        for (&st, &wv) in starts.iter().zip(w) {
-            let xs = &src[st + o..st + o + len];
-            for (a, &xv) in acc.iter_mut().zip(xs) {
-                *a += wv * xv;
-            }
-        }
-        out[o..o + len].copy_from_slice(&acc[..len]);
-        o += len;
+    let each = |(j, o): (usize, &mut [f32])| {
+        depthwise_2d(
+            geo,
+            p,
+            x,
+            &w[j * ksz..(j + 1) * ksz],
+            bias.map_or(0.0, |b| b[j]),
+            o,
+        );
+        act.apply(o);
+    };
+    if par {
+        out.par_chunks_mut(geo.out_size).enumerate().for_each(each);
+    } else {
+        out.chunks_mut(geo.out_size).enumerate().for_each(each);
     }
 }
 
@@ -685,10 +506,6 @@ fn conv_task(
     let pointwise = geo.k_sp.iter().all(|&k| k == 1)
         && p.strides.iter().all(|&s| s == 1)
         && p.pads.iter().all(|&q| q == 0);
-    #[cfg(target_arch = "x86_64")]
-    if !pointwise && geo.in_sp.len() == 2 && a.is_avx512() {
-        return implicit_task(geo, p, x, a, bias, act, out, par);
-    }
     let threads = rayon::current_num_threads();
     // Column tile: im2col'd columns sized so the buffer stays in L2; a pointwise conv reads the
     // input in place and tiles only to apply the activation while the tile is in cache.
@@ -737,125 +554,6 @@ fn conv_task(
         }
         finish(ct);
     });
-}
-
-/// One (batch, group) of a 2-d convolution as an implicit GEMM on the AVX-512 kernel: the group's
-/// input channels are copied once into padded, phase-split planes ([`PaddedPlane`]) and the GEMM
-/// packs its B panels straight from them ([`ImplicitB`]); no im2col buffer.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn implicit_task(
-    geo: &Geometry,
-    p: &ConvParams,
-    x: &[f32],
-    a: &PackedA,
-    bias: Option<&[f32]>,
-    act: Activation,
-    out: &mut [f32],
-    par: bool,
-) {
-    let (n, mg) = (geo.out_size, geo.mg);
-    let plane = PaddedPlane::new(geo, p);
-    let plen = plane.len();
-    let threads = rayon::current_num_threads();
-    let finish = |ct: &mut ColTile| {
-        if act != Activation::Identity {
-            ct.for_each_row(|_, row| act.apply(row));
-        }
-    };
-    with_scratch(geo.cg * plen, |buf| {
-        let fill = |(c, dst): (usize, &mut [f32])| {
-            plane.fill(&x[c * geo.in_size..(c + 1) * geo.in_size], dst);
-        };
-        if par {
-            buf.par_chunks_exact_mut(plen.max(1))
-                .enumerate()
-                .for_each(fill);
-        } else {
-            buf.chunks_exact_mut(plen.max(1)).enumerate().for_each(fill);
-        }
-        let buf = &*buf;
-        let src = |col0| ImplicitB {
-            plane: &plane,
-            buf,
-            plen,
-            ksz: geo.k_size,
-            kw: geo.k_sp[1],
-            col0,
-        };
-        if par && n <= IMPLICIT_TILE && mg >= 2 * threads * a.row_align() {
-            // Few positions, many channels: split over rows of the weights.
-            let rows = mg.div_ceil(2 * threads).div_ceil(a.row_align()).max(1) * a.row_align();
-            for_row_tiles(out, mg, n, n, rows, true, |i0, i1, ct| {
-                ct.gemm_packed_src(a, i0, &src(0), bias.map(|bv| &bv[i0..i1]));
-                finish(ct);
-            });
-            return;
-        }
-        let mut tile = IMPLICIT_TILE;
-        if par {
-            tile = tile.min(n.div_ceil(2 * threads).div_ceil(16).max(1) * 16);
-        }
-        for_col_tiles(out, mg, n, n, tile, par, |j0, _, ct| {
-            ct.gemm_packed_src(a, 0, &src(j0), bias);
-            finish(ct);
-        });
-    });
-}
-
-/// Output positions per column tile of the implicit GEMM (one N block of the AVX-512 GEMM).
-#[cfg(target_arch = "x86_64")]
-const IMPLICIT_TILE: usize = 768;
-
-/// The B operand `[cg * K, positions]` of a 2-d convolution, read from the padded, phase-split
-/// planes of its input channels: row `(c, ki, kj)`, column `pos` (output position `col0 + pos`)
-/// is the input under tap `(ki, kj)` of that position (0 in padding).
-#[cfg(target_arch = "x86_64")]
-struct ImplicitB<'a> {
-    plane: &'a PaddedPlane,
-    /// `cg` planes of `plen` floats.
-    buf: &'a [f32],
-    plen: usize,
-    ksz: usize,
-    kw: usize,
-    col0: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl f32x::avx512::PackB for ImplicitB<'_> {
-    fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
-        use f32x::avx512::NR;
-        let pl = self.plane;
-        let ow = pl.ow;
-        let row_step = pl.sh * pl.wq;
-        let mut j0 = 0;
-        while j0 < nc {
-            let w = NR.min(nc - j0);
-            let wp = w.div_ceil(16) * 16;
-            // Runs of the panel's columns within one output row: (column, length, plane offset).
-            let mut segs = [(0usize, 0usize, 0usize); NR];
-            let (mut ns, mut j) = (0, 0);
-            while j < w {
-                let pos = self.col0 + jc + j0 + j;
-                let (oy, ox) = (pos / ow, pos % ow);
-                let len = (ow - ox).min(w - j);
-                segs[ns] = (j, len, oy * row_step + ox);
-                ns += 1;
-                j += len;
-            }
-            let panel = &mut dst[j0 * kc..j0 * kc + kc * wp];
-            for (l, d) in panel.chunks_exact_mut(wp).enumerate() {
-                let r = pc + l;
-                let (c, t) = (r / self.ksz, r % self.ksz);
-                let rb = c * self.plen + pl.tap_start(0, t / self.kw, t % self.kw);
-                for &(js, len, off) in &segs[..ns] {
-                    d[js..js + len].copy_from_slice(&self.buf[rb + off..rb + off + len]);
-                }
-                d[w..].fill(0.0);
-            }
-            j0 += w;
-        }
-    }
 }
 
 /// Columns per tile of a pointwise conv (the GEMM packs B in blocks of this many columns).
@@ -925,6 +623,78 @@ fn im2col(geo: &Geometry, p: &ConvParams, x: &[f32], col: &mut [f32], p0: usize,
             pos += c1 - c0;
         }
         next_index(&mut kidx, &geo.k_sp);
+    }
+}
+
+/// Direct 2-d convolution of one input plane with one kernel (`x [H, W]`, `w [kh, kw]`).
+fn depthwise_2d(geo: &Geometry, p: &ConvParams, x: &[f32], w: &[f32], bias: f32, out: &mut [f32]) {
+    let (h, wd) = (geo.in_sp[0], geo.in_sp[1]);
+    let (kh, kw) = (geo.k_sp[0], geo.k_sp[1]);
+    let (oh, ow) = (geo.out_sp[0], geo.out_sp[1]);
+    let (sh, sw) = (p.strides[0], p.strides[1]);
+    let (dh, dw) = (p.dilations[0], p.dilations[1]);
+    let (ph, pw) = (p.pads[0] as isize, p.pads[1] as isize);
+    out.fill(bias);
+    // AVX-512 path for 3-wide, stride-1, dilation-1 rows: interior columns [c_lo, c_hi) (all three
+    // taps inside the input) run vectorised, the border columns use the scalar loop below.
+    let (mut c_lo, mut c_hi) = (0, 0);
+    if kw == 3 && sw == 1 && dw == 1 && kh <= 3 && f32x::selected() == F32Kernel::Avx512 {
+        let pwu = p.pads[1];
+        c_lo = pwu.min(ow);
+        c_hi = (wd + pwu).saturating_sub(2).min(ow).max(c_lo);
+    }
+    for (r, orow) in out.chunks_mut(ow).enumerate().take(oh) {
+        #[cfg(target_arch = "x86_64")]
+        if c_lo < c_hi {
+            let mut rows: [(&[f32], [f32; 3]); 3] = [(&[], [0.0; 3]); 3];
+            let mut nrows = 0;
+            for ki in 0..kh {
+                let ih = (r * sh + ki * dh) as isize - ph;
+                if ih >= 0 && ih < h as isize {
+                    let ih = ih as usize;
+                    rows[nrows] = (
+                        &x[ih * wd..(ih + 1) * wd],
+                        [w[ki * 3], w[ki * 3 + 1], w[ki * 3 + 2]],
+                    );
+                    nrows += 1;
+                }
+            }
+            f32x::avx512::conv3_row_s1(&rows[..nrows], orow, c_lo, c_hi, p.pads[1]);
+        }
+        for ki in 0..kh {
+            let ih = (r * sh + ki * dh) as isize - ph;
+            if ih < 0 || ih >= h as isize {
+                continue;
+            }
+            let xrow = &x[ih as usize * wd..(ih as usize + 1) * wd];
+            for kj in 0..kw {
+                let wv = w[ki * kw + kj];
+                let off = (kj * dw) as isize - pw;
+                let (lo, hi) = valid_range(ow, sw, off, wd);
+                if lo >= hi {
+                    continue;
+                }
+                let start = ((lo * sw) as isize + off) as usize;
+                if sw == 1 {
+                    // Columns [c_lo, c_hi) were done by the vector path (empty when not taken).
+                    let parts = if c_lo < c_hi {
+                        [(lo, hi.min(c_lo).max(lo)), (c_hi.max(lo).min(hi), hi)]
+                    } else {
+                        [(lo, hi), (hi, hi)]
+                    };
+                    for (a, b) in parts {
+                        let xs = &xrow[start + (a - lo)..start + (b - lo)];
+                        for (o, &xv) in orow[a..b].iter_mut().zip(xs) {
+                            *o += wv * xv;
+                        }
+                    }
+                } else {
+                    for (j, o) in orow[lo..hi].iter_mut().enumerate() {
+                        *o += wv * xrow[start + j * sw];
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1134,89 +904,29 @@ mod tests {
     }
 
     #[test]
-    fn depthwise_rows_both_kernels_match_reference() {
-        // The padded, phase-split plane and both row kernels: widths around the 16/32-lane steps,
-        // kernels 1..7 by 1..7, strides 1..3, dilations 1..2, asymmetric pads, channel multiplier.
-        let mut kernels = vec![F32Kernel::Portable];
-        if f32x::avx512_available() {
-            kernels.push(F32Kernel::Avx512);
-        }
+    fn depthwise_3_wide_stride_1_rows() {
+        // The AVX-512 row path (when selected): widths around the 16-lane vector, all pads and
+        // kernel heights up to 3, dilated rows.
         let mut rng = Rng::new(99);
-        let mut cases = 0;
-        for wd in [1, 2, 3, 5, 15, 16, 17, 18, 31, 33, 40, 65, 70] {
-            for _ in 0..12 {
-                let (kh, kw) = (rng.range(1, 7), rng.range(1, 7));
-                let mut p = ConvParams::new(2);
-                p.group = 2;
-                p.strides = vec![rng.range(1, 3), rng.range(1, 3)];
-                p.dilations = vec![rng.range(1, 2), rng.range(1, 2)];
-                p.pads = (0..4).map(|_| rng.range(0, 3)).collect();
-                let h = rng.range(1, 9);
-                let eff_w = (kw - 1) * p.dilations[1] + 1;
-                let eff_h = (kh - 1) * p.dilations[0] + 1;
-                if wd + p.pads[1] + p.pads[3] < eff_w || h + p.pads[0] + p.pads[2] < eff_h {
-                    continue;
-                }
-                let mg = rng.range(1, 2);
-                let (xs, ws) = (vec![1, 2, h, wd], vec![2 * mg, 1, kh, kw]);
-                let geo = Geometry::new(&xs, &ws, None, &p).unwrap();
-                let x = rng.vec(numel(&xs).unwrap());
-                let w = rng.vec(numel(&ws).unwrap());
-                let b = rng.vec(2 * mg);
-                let mut want = vec![0.0; 2 * mg * geo.out_size];
-                conv_reference(&x, &xs, &w, &ws, Some(&b), &p, &mut want).unwrap();
-                let plane = PaddedPlane::new(&geo, &p);
-                for &kernel in &kernels {
-                    let mut got = vec![f32::NAN; want.len()];
-                    for gi in 0..2 {
-                        let mut buf = vec![f32::NAN; plane.len()];
-                        plane.fill(&x[gi * h * wd..(gi + 1) * h * wd], &mut buf);
-                        for j in 0..mg {
-                            let oc = gi * mg + j;
-                            let o = &mut got[oc * geo.out_size..(oc + 1) * geo.out_size];
-                            let wk = &w[oc * kh * kw..(oc + 1) * kh * kw];
-                            depthwise_rows(kernel, &plane, &buf, wk, b[oc], o);
-                        }
+        for wd in [1, 2, 3, 5, 15, 16, 17, 18, 33, 40] {
+            for (pl, pr) in [(0, 0), (1, 1), (2, 0), (0, 2), (3, 3)] {
+                for kh in 1..=3 {
+                    let mut p = ConvParams::new(2);
+                    p.group = 3;
+                    p.pads = vec![1, pl, 1, pr];
+                    p.dilations = vec![rng.range(1, 2), 1];
+                    if wd + pl + pr < 3 {
+                        continue;
                     }
-                    let ctx = format!("{kernel:?} input {xs:?} weight {ws:?} {p:?}");
-                    assert_close(&got, &want, 1e-5, 1e-5, &ctx);
+                    let case = Case {
+                        input_shape: vec![1, 3, 5, wd],
+                        weight_shape: vec![6, 1, kh, 3],
+                        bias: rng.bool(),
+                        p,
+                    };
+                    check(&mut rng, &case);
                 }
-                cases += 1;
             }
-        }
-        assert!(cases > 100, "only {cases} cases ran");
-    }
-
-    #[test]
-    fn implicit_gemm_shapes_match_reference() {
-        // 2-d convs that (on AVX-512) pack B straight from the padded, phase-split planes: several K
-        // blocks (cg * K > 256), panels that span output rows (ow not a multiple of 48), strides 1..3,
-        // dilation, asymmetric pads, groups, a 1x1 with stride 2, and a kernel wider than the input.
-        let mut rng = Rng::new(5);
-        // (C, H, W, M, kh, kw, stride, group)
-        let shapes: [[usize; 8]; 8] = [
-            [40, 23, 37, 20, 3, 3, 2, 1],
-            [33, 30, 50, 17, 5, 5, 1, 1],
-            [16, 61, 61, 24, 3, 3, 2, 1],
-            [12, 19, 100, 9, 1, 1, 2, 1],
-            [24, 17, 29, 30, 3, 3, 1, 3],
-            [3, 45, 45, 16, 7, 7, 2, 1],
-            [8, 9, 13, 40, 3, 5, 3, 1],
-            [64, 7, 7, 64, 3, 3, 1, 1],
-        ];
-        for (i, &[c, h, w, m, kh, kw, s, g]) in shapes.iter().enumerate() {
-            let mut p = ConvParams::new(2);
-            p.group = g;
-            p.strides = vec![s, if i % 2 == 0 { s } else { 1 }];
-            p.dilations = vec![1 + i % 2, 1 + (i / 2) % 2];
-            p.pads = vec![kh / 2, kw / 2 + i % 2, kh / 2 + (i / 3) % 2, kw / 2];
-            let case = Case {
-                input_shape: vec![1 + i % 2, c, h, w],
-                weight_shape: vec![m, c / g, kh, kw],
-                bias: i % 3 != 1,
-                p,
-            };
-            check(&mut rng, &case);
         }
     }
 

@@ -9,9 +9,6 @@
 //! `R x (16 * NV)` micro-kernel (`R <= 8`, `NV <= 3`) holding up to 24 zmm accumulators. The N edge
 //! is stored with a lane mask, the M edge uses a kernel instantiated for the exact row count.
 //! After the first K block the kernel accumulates into C; the first one reads C only if `beta != 0`.
-//!
-//! Also the depthwise convolution's row kernel ([`taps_row`]): any number of taps over contiguous
-//! runs of a padded, phase-split plane, accumulated in registers.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -59,7 +56,9 @@ pub(crate) unsafe fn sgemm(
             k,
             n,
             ASrc::Raw { a, rsa, csa, alpha },
-            &Strided { b, rsb, csb },
+            b,
+            rsb,
+            csb,
             beta,
             std::ptr::null(),
             c,
@@ -130,75 +129,7 @@ pub(crate) unsafe fn sgemm_packed_a(
         ip0,
     };
     // SAFETY: forwarded from this function's contract.
-    unsafe { gemm_impl(m, k, n, src, &Strided { b, rsb, csb }, beta, bias, c, ldc) }
-}
-
-/// Packs blocks of the right operand `B [k, n]` into the layout of [`pack_b`]; lets a caller
-/// (the implicit-GEMM convolution) produce B panels straight from its own data.
-pub(crate) trait PackB: Sync {
-    /// Packs rows `pc..pc + kc` and columns `jc..jc + nc` of B into `dst` as [`pack_b`] does:
-    /// panel starting at column `j0` (width `w = min(NR, nc - j0)`, padded to `wp = round_up(w,
-    /// 16)`) holds step `l`, column `j` at `dst[j0 * kc + l * wp + j]`, padding zero. `dst` holds
-    /// at least `round_up(nc, 16) * kc` floats. Must panic rather than read out of bounds.
-    fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]);
-}
-
-/// A strided B read through raw pointers (the [`sgemm`] entry points).
-struct Strided {
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-}
-
-// SAFETY: only read, under the contract of the function that built it (the B view stays readable
-// and unmodified for the whole call).
-unsafe impl Sync for Strided {}
-
-impl PackB for Strided {
-    fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
-        // SAFETY: the builder's contract makes rows pc..pc + kc < k and columns jc..jc + nc <= n
-        // of B readable; `dst` holds round_up(nc, 16) * kc floats (trait contract).
-        unsafe {
-            pack_b(
-                kc,
-                nc,
-                self.b
-                    .wrapping_offset(pc as isize * self.rsb + jc as isize * self.csb),
-                self.rsb,
-                self.csb,
-                dst,
-            )
-        }
-    }
-}
-
-/// [`sgemm_packed_a`] with B produced by `bsrc` (`k` rows, `n` columns); C and bias as there,
-/// `beta == 0`.
-///
-/// # Safety
-/// avx512f must be available; `pa` as for [`sgemm_packed_a`]; `c` as for [`sgemm`]; `bias` null or
-/// `m` readable floats.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm_packed_a_src<B: PackB>(
-    m: usize,
-    k: usize,
-    n: usize,
-    pa: &[f32],
-    m_total: usize,
-    ip0: usize,
-    bsrc: &B,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-) {
-    assert!(pa.len() >= packed_a_len(m_total, k) && ip0 * MR + m <= m_total);
-    let src = ASrc::Packed {
-        pa: pa.as_ptr(),
-        mp_total: m_total.div_ceil(MR),
-        ip0,
-    };
-    // SAFETY: forwarded from this function's contract.
-    unsafe { gemm_impl(m, k, n, src, bsrc, 0.0, bias, c, ldc) }
+    unsafe { gemm_impl(m, k, n, src, b, rsb, csb, beta, bias, c, ldc) }
 }
 
 /// Where the A blocks come from.
@@ -224,12 +155,14 @@ enum ASrc {
 /// # Safety
 /// As the two callers; `bias` null or `m` readable floats.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_impl<B: PackB>(
+unsafe fn gemm_impl(
     m: usize,
     k: usize,
     n: usize,
     asrc: ASrc,
-    bsrc: &B,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
     beta: f32,
     bias: *const f32,
     c: *mut f32,
@@ -299,8 +232,18 @@ unsafe fn gemm_impl<B: PackB>(
         let mut jc = 0;
         while jc < n {
             let nc = NC.min(n - jc);
-            // `pb` holds round_up(nc, 16) * kc floats (sized above).
-            bsrc.pack(pc, kc, jc, nc, pb);
+            // SAFETY: rows pc..pc + kc < k and columns jc..jc + nc <= n of B are readable; `pb`
+            // holds round_up(nc, 16) * kc floats.
+            unsafe {
+                pack_b(
+                    kc,
+                    nc,
+                    b.offset(pc as isize * rsb + jc as isize * csb),
+                    rsb,
+                    csb,
+                    pb,
+                )
+            };
             for ip in 0..mpanels {
                 let rows = MR.min(m - ip * MR);
                 // SAFETY: panel ip of this block is inside the packed A (see above).
@@ -517,77 +460,66 @@ unsafe fn kernel<const R: usize, const NV: usize>(
     }
 }
 
-/// One output row of a depthwise convolution over a padded plane: `out[o] = bias + sum over taps t
-/// of w[t] * src[starts[t] + o]` (taps in order, one FMA each), 16 outputs per vector with the
-/// accumulators in registers across all taps.
+/// One output row of a stride-1, dilation-1 convolution with a 3-wide kernel, for output columns
+/// `[lo, hi)` whose three taps all lie inside the input: `out[o] += sum over (row, w) in rows of
+/// w[0] * row[o - pw] + w[1] * row[o - pw + 1] + w[2] * row[o - pw + 2]`.
 ///
-/// Panics (before touching memory) if `w` is shorter than `starts` or a run `starts[t]..starts[t] +
-/// out.len()` leaves `src`. The caller must have checked [`super::avx512_available`]; this asserts
-/// it too.
-pub(crate) fn taps_row(src: &[f32], starts: &[usize], w: &[f32], bias: f32, out: &mut [f32]) {
-    let n = out.len();
-    if n == 0 {
+/// Panics (before touching memory) if a tap of `[lo, hi)` falls outside a row or `hi > out.len()`.
+/// The caller must have checked [`super::avx512_available`]; this asserts it too.
+pub(crate) fn conv3_row_s1(
+    rows: &[(&[f32], [f32; 3])],
+    out: &mut [f32],
+    lo: usize,
+    hi: usize,
+    pw: usize,
+) {
+    if lo >= hi {
         return;
     }
-    assert!(w.len() >= starts.len(), "taps_row: weights");
-    for &st in starts {
-        assert!(
-            st.checked_add(n).is_some_and(|e| e <= src.len()),
-            "taps_row: tap run out of bounds"
-        );
+    assert!(lo >= pw && hi <= out.len(), "conv3_row_s1: output range");
+    for (r, _) in rows {
+        assert!(hi - pw + 2 <= r.len(), "conv3_row_s1: input row too short");
     }
     assert!(super::avx512_available());
-    // SAFETY: avx512f is available (asserted); every run src[st..st + n] is in bounds and `w`
-    // holds a weight per tap (asserted); out[..n] is a unique borrow.
-    unsafe { taps_row_kernel(src.as_ptr(), starts, w.as_ptr(), bias, out.as_mut_ptr(), n) }
+    // SAFETY: avx512f is available (asserted); the asserts above prove every index the kernel
+    // touches, out[lo..hi] and row[lo - pw..hi - pw + 2], is in bounds.
+    unsafe { conv3_row_s1_kernel(rows, out.as_mut_ptr(), lo, hi, pw) }
 }
 
 /// # Safety
-/// avx512f available; `src[st..st + n]` readable for every `st` of `starts`; `w` holds
-/// `starts.len()` floats; `out[..n]` writable.
+/// avx512f available; `out[lo..hi]` writable; `row[lo - pw..hi - pw + 2]` readable for every row.
 #[target_feature(enable = "avx512f")]
-unsafe fn taps_row_kernel(
-    src: *const f32,
-    starts: &[usize],
-    w: *const f32,
-    bias: f32,
+unsafe fn conv3_row_s1_kernel(
+    rows: &[(&[f32], [f32; 3])],
     out: *mut f32,
-    n: usize,
+    lo: usize,
+    hi: usize,
+    pw: usize,
 ) {
-    let b = _mm512_set1_ps(bias);
-    let mut o = 0;
-    // Two vectors per step while at least 32 outputs remain (two independent FMA chains).
-    while o + 32 <= n {
-        let (mut a0, mut a1) = (b, b);
-        for (t, &st) in starts.iter().enumerate() {
-            // SAFETY: o + 32 <= n, so lanes st + o..st + o + 32 are inside the run (contract).
-            unsafe {
-                let wv = _mm512_set1_ps(*w.add(t));
-                let x = src.add(st + o);
-                a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x), a0);
-                a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x.add(16)), a1);
-            }
-        }
-        // SAFETY: out[o..o + 32] is inside out[..n].
-        unsafe {
-            _mm512_storeu_ps(out.add(o), a0);
-            _mm512_storeu_ps(out.add(o + 16), a1);
-        }
-        o += 32;
-    }
-    while o < n {
-        let len = 16.min(n - o);
+    let mut o = lo;
+    while o < hi {
+        let len = 16.min(hi - o);
         let mask: __mmask16 = if len == 16 { 0xFFFF } else { (1u16 << len) - 1 };
-        let mut acc = b;
-        for (t, &st) in starts.iter().enumerate() {
-            // SAFETY: lanes o..o + len < n of the run (contract); masked-off lanes are not read.
-            unsafe {
-                let wv = _mm512_set1_ps(*w.add(t));
-                acc = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, src.add(st + o)), acc);
+        // SAFETY: lanes o..o + len < hi of `out`, and of each row lanes o - pw + t..o - pw + t + len
+        // <= hi - pw + 2 for t < 3, all in bounds (contract); masked-off lanes are not accessed.
+        unsafe {
+            let mut acc = _mm512_maskz_loadu_ps(mask, out.add(o));
+            for (row, w) in rows {
+                let x = row.as_ptr().add(o - pw);
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(w[0]), _mm512_maskz_loadu_ps(mask, x), acc);
+                acc = _mm512_fmadd_ps(
+                    _mm512_set1_ps(w[1]),
+                    _mm512_maskz_loadu_ps(mask, x.add(1)),
+                    acc,
+                );
+                acc = _mm512_fmadd_ps(
+                    _mm512_set1_ps(w[2]),
+                    _mm512_maskz_loadu_ps(mask, x.add(2)),
+                    acc,
+                );
             }
+            _mm512_mask_storeu_ps(out.add(o), mask, acc);
         }
-        // SAFETY: lanes o..o + len of out[..n]; masked-off lanes are not written.
-        unsafe { _mm512_mask_storeu_ps(out.add(o), mask, acc) };
         o += len;
     }
 }
